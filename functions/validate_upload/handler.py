@@ -1,0 +1,48 @@
+"""S3 ObjectCreated under incoming/ -> validate against the dataset contract -> version or quarantine -> train."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.parser.models import S3Model
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from loopml_core.adapters.object_store import S3ObjectStore
+from loopml_core.adapters.pipeline import StepFunctionsRunner
+from loopml_core.adapters.table import DynamoTable
+from loopml_core.logic.ingest import Ingestor, Upload
+from loopml_core.observability import logger, metrics, tracer
+from loopml_core.registry import Registry
+from loopml_core.settings import Settings
+
+
+@cache
+def ingestor() -> Ingestor:
+    settings = Settings.from_env()
+    assert settings.state_machine_arn, "STATE_MACHINE_ARN is part of this function's declared environment"
+    return Ingestor(
+        S3ObjectStore(),
+        Registry(DynamoTable(settings.registry_table), actor="validate_upload"),
+        StepFunctionsRunner(settings.state_machine_arn),
+    )
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@event_parser(model=S3Model)
+def lambda_handler(event: S3Model, context: LambdaContext) -> dict[str, Any]:
+    outcomes = []
+    for record in event.Records:
+        if record.s3.object is None:
+            continue
+        upload = Upload(record.s3.bucket.name, unquote_plus(record.s3.object.key), record.s3.object.versionId)
+        outcome = ingestor().ingest(upload)
+        logger.info("upload processed", extra={"upload": upload.key, **outcome.to_dict()})
+        metrics.add_metric(name=f"Uploads{outcome.status.capitalize()}", unit=MetricUnit.Count, value=1)
+        outcomes.append(outcome.to_dict())
+    return {"outcomes": outcomes}

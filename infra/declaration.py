@@ -1,0 +1,296 @@
+"""The one declaration of LoopML's resources.
+
+Both backends read this module: the CDK app (`infra/cdk`) turns it into CloudFormation, and the local cloud
+(`infra/local`) turns it into moto resources with the same names, running the same handlers in-process. Nothing
+here imports CDK or boto3, so either side can use it without dragging in the other.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS_DIR = ROOT / "functions"
+LAYERS_DIR = ROOT / "layers"
+PIPELINE_ASL = Path(__file__).resolve().parent / "statemachine" / "pipeline.asl.json"
+
+PREFIX = "loopml"
+LAMBDA_RUNTIME = "python3.12"
+SERVICE_NAME = "loopml"
+
+
+class Access(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    READ_WRITE = "read_write"
+
+
+class Layer(StrEnum):
+    """Lambda layers. `core` is the loopml_core package with Powertools and pydantic; the others add heavy libraries."""
+
+    CORE = "core"
+    DATA = "data"  # pandas + numpy: contract validation
+    TRAINING = "training"  # scikit-learn + pandas + skl2onnx: training and ONNX export
+    INFERENCE = "inference"  # onnxruntime + numpy only: serving, evaluation and drift
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    key: Layer
+    description: str
+    requirements: tuple[str, ...]
+    ships_core_package: bool = False
+
+
+@dataclass(frozen=True)
+class Grants:
+    """What a function may touch; CDK turns this into one least-privilege role per function."""
+
+    data_bucket: Access | None = None
+    artifact_bucket: Access | None = None
+    registry_table: Access | None = None
+    start_pipeline: bool = False
+    publish_alerts: bool = False
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    key: str
+    description: str
+    layers: tuple[Layer, ...]
+    grants: Grants
+    memory_mb: int = 512
+    timeout_s: int = 60
+    handler: str = "handler.lambda_handler"
+
+    @property
+    def code_dir(self) -> Path:
+        return FUNCTIONS_DIR / self.key
+
+    def physical_name(self) -> str:
+        return f"{PREFIX}-{self.key.replace('_', '-')}"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+
+
+@dataclass(frozen=True)
+class ApiSpec:
+    name: str
+    function: str
+    routes: tuple[Route, ...]
+    stage: str = "v1"
+    throttle_rate_per_s: int = 100
+    throttle_burst: int = 200
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    key: str
+    function: str
+    rate_minutes: int
+    description: str
+
+
+@dataclass(frozen=True)
+class StateMachineSpec:
+    key: str
+    definition_file: Path
+    # ASL placeholder -> function key, substituted with the function's ARN by each backend.
+    function_substitutions: dict[str, str] = field(default_factory=dict)
+
+    def physical_name(self) -> str:
+        return f"{PREFIX}-{self.key}"
+
+    def definition_template(self) -> str:
+        return self.definition_file.read_text()
+
+    def render(self, function_arns: dict[str, str]) -> str:
+        """The ASL with every `${Placeholder}` replaced by the ARN of the function it names."""
+        text = self.definition_template()
+        for placeholder, function_key in self.function_substitutions.items():
+            text = text.replace("${" + placeholder + "}", function_arns[function_key])
+        json.loads(text)  # a definition that is not JSON after substitution is a bug in the template
+        return text
+
+
+@dataclass(frozen=True)
+class Names:
+    """Physical names. Account and region may be CDK tokens; locally they are moto's account and region."""
+
+    account: str
+    region: str
+
+    @property
+    def data_bucket(self) -> str:
+        return f"{PREFIX}-data-{self.account}-{self.region}"
+
+    @property
+    def artifact_bucket(self) -> str:
+        return f"{PREFIX}-artifacts-{self.account}-{self.region}"
+
+    @property
+    def registry_table(self) -> str:
+        return f"{PREFIX}-registry"
+
+    @property
+    def alert_topic(self) -> str:
+        return f"{PREFIX}-alerts"
+
+    @property
+    def state_machine(self) -> str:
+        return PIPELINE.physical_name()
+
+    def state_machine_arn(self) -> str:
+        return f"arn:aws:states:{self.region}:{self.account}:stateMachine:{self.state_machine}"
+
+    def alert_topic_arn(self) -> str:
+        return f"arn:aws:sns:{self.region}:{self.account}:{self.alert_topic}"
+
+    def function_arn(self, key: str) -> str:
+        return f"arn:aws:lambda:{self.region}:{self.account}:function:{FUNCTIONS[key].physical_name()}"
+
+
+# S3 layout of the data bucket. Uploads land in `incoming/`; nothing is ever deleted.
+INCOMING_PREFIX = "incoming/"
+DATASETS_PREFIX = "datasets/"
+QUARANTINE_PREFIX = "quarantine/"
+CONTRACTS_PREFIX = "contracts/"
+CAPTURE_PREFIX = "captures/"
+MODELS_PREFIX = "models/"
+
+LAYERS: dict[Layer, LayerSpec] = {
+    spec.key: spec
+    for spec in (
+        LayerSpec(
+            Layer.CORE,
+            "loopml_core with Powertools and pydantic",
+            ("aws-lambda-powertools[tracer,parser]==3.37.0", "pydantic==2.14.3", "pyyaml==6.0.3"),
+            ships_core_package=True,
+        ),
+        LayerSpec(Layer.DATA, "pandas and numpy for contract validation", ("pandas==3.1.1", "numpy==2.4.6")),
+        LayerSpec(
+            Layer.TRAINING,
+            "scikit-learn, pandas and skl2onnx for training and ONNX export",
+            ("scikit-learn==1.9.1", "pandas==3.1.1", "skl2onnx==1.20.0", "onnx==1.23.2", "protobuf==6.33.6"),
+        ),
+        LayerSpec(Layer.INFERENCE, "onnxruntime and numpy only", ("onnxruntime==1.32.0", "numpy==2.4.6")),
+    )
+}
+
+FUNCTIONS: dict[str, FunctionSpec] = {
+    spec.key: spec
+    for spec in (
+        FunctionSpec(
+            "validate_upload",
+            "Validates an upload against its dataset contract, then versions it or quarantines it",
+            (Layer.CORE, Layer.DATA),
+            Grants(data_bucket=Access.READ_WRITE, registry_table=Access.READ_WRITE, start_pipeline=True),
+            memory_mb=1024,
+            timeout_s=120,
+        ),
+        FunctionSpec(
+            "train_model",
+            "Trains a scikit-learn pipeline and exports it to ONNX with its preprocessing inside the graph",
+            (Layer.CORE, Layer.TRAINING),
+            Grants(data_bucket=Access.READ, artifact_bucket=Access.READ_WRITE, registry_table=Access.READ),
+            memory_mb=2048,
+            timeout_s=600,
+        ),
+        FunctionSpec(
+            "evaluate_model",
+            "Checks ONNX parity with scikit-learn and scores candidate and champion on the same holdout",
+            (Layer.CORE, Layer.INFERENCE),
+            Grants(artifact_bucket=Access.READ, registry_table=Access.READ),
+            memory_mb=1024,
+            timeout_s=300,
+        ),
+        FunctionSpec(
+            "register_model",
+            "Registers the model version and moves the champion alias when the candidate wins",
+            (Layer.CORE,),
+            Grants(registry_table=Access.READ_WRITE),
+        ),
+        FunctionSpec(
+            "record_failure",
+            "Records a failed pipeline run in the registry and the audit trail; the champion is untouched",
+            (Layer.CORE,),
+            Grants(registry_table=Access.READ_WRITE),
+        ),
+        FunctionSpec(
+            "predict",
+            "Serves predictions from the champion with onnxruntime and captures what it sees",
+            (Layer.CORE, Layer.INFERENCE),
+            Grants(artifact_bucket=Access.READ_WRITE, registry_table=Access.READ),
+            memory_mb=1024,
+            timeout_s=29,
+        ),
+        FunctionSpec(
+            "drift_check",
+            "Compares captured inputs and predictions with the training baseline; alerts and retrains on drift",
+            (Layer.CORE, Layer.INFERENCE),
+            Grants(
+                artifact_bucket=Access.READ,
+                registry_table=Access.READ_WRITE,
+                start_pipeline=True,
+                publish_alerts=True,
+            ),
+            memory_mb=1024,
+            timeout_s=300,
+        ),
+    )
+}
+
+PIPELINE = StateMachineSpec(
+    key="training-pipeline",
+    definition_file=PIPELINE_ASL,
+    function_substitutions={
+        "TrainFunctionArn": "train_model",
+        "EvaluateFunctionArn": "evaluate_model",
+        "RegisterFunctionArn": "register_model",
+        "RecordFailureFunctionArn": "record_failure",
+    },
+)
+
+API = ApiSpec(
+    name=f"{PREFIX}-inference",
+    function="predict",
+    routes=(
+        Route("GET", "/health"),
+        Route("GET", "/v1/models/{name}"),
+        Route("POST", "/v1/models/{name}/predict"),
+    ),
+)
+
+DRIFT_SCHEDULE = ScheduleSpec(
+    key="drift-schedule",
+    function="drift_check",
+    rate_minutes=60,
+    description="Runs the drift check for every model with a champion",
+)
+
+# The validation function is triggered by S3 ObjectCreated events under this prefix of the data bucket.
+UPLOAD_TRIGGER = ("validate_upload", INCOMING_PREFIX, ".csv")
+
+
+def function_environment(names: Names, spec: FunctionSpec) -> dict[str, str]:
+    """Environment of a function: identical on AWS and locally, apart from the names' account and region."""
+    env = {
+        "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+        "POWERTOOLS_METRICS_NAMESPACE": "LoopML",
+        "LOG_LEVEL": "INFO",
+        "DATA_BUCKET": names.data_bucket,
+        "ARTIFACT_BUCKET": names.artifact_bucket,
+        "REGISTRY_TABLE": names.registry_table,
+    }
+    if spec.grants.start_pipeline:
+        env["STATE_MACHINE_ARN"] = names.state_machine_arn()
+    if spec.grants.publish_alerts:
+        env["ALERT_TOPIC_ARN"] = names.alert_topic_arn()
+    return env

@@ -1,0 +1,161 @@
+"""Object storage (S3): versioned puts, reads by version, copies and tags. Nothing here deletes."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from loopml_core.errors import NotFoundError
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    bucket: str
+    key: str
+    version_id: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+class ObjectStore(ABC):
+    """The S3 operations LoopML needs."""
+
+    @abstractmethod
+    def put(self, bucket: str, key: str, body: bytes, content_type: str = "application/octet-stream") -> StoredObject:
+        """Store `body` under `key`; returns the new version (buckets are versioned)."""
+
+    @abstractmethod
+    def get(self, bucket: str, key: str, version_id: str | None = None) -> bytes:
+        """Read an object (a specific version when given). Raises NotFoundError."""
+
+    @abstractmethod
+    def copy(self, bucket: str, key: str, dest_bucket: str, dest_key: str, version_id: str | None = None) -> StoredObject:
+        """Copy an object (a specific version when given); the source stays where it is."""
+
+    @abstractmethod
+    def list_keys(self, bucket: str, prefix: str, start_after: str | None = None) -> list[str]:
+        """Keys under `prefix` in lexicographic order, after `start_after` when given."""
+
+    @abstractmethod
+    def tag(self, bucket: str, key: str, tags: dict[str, str], version_id: str | None = None) -> None:
+        """Replace the object's tags."""
+
+    @abstractmethod
+    def tags(self, bucket: str, key: str, version_id: str | None = None) -> dict[str, str]:
+        """The object's tags."""
+
+
+class S3ObjectStore(ObjectStore):
+    def __init__(self, client: Any | None = None) -> None:
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("s3")
+        return self._client
+
+    def put(self, bucket: str, key: str, body: bytes, content_type: str = "application/octet-stream") -> StoredObject:
+        reply = self.client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+        return StoredObject(bucket, key, reply.get("VersionId") or "null")
+
+    def get(self, bucket: str, key: str, version_id: str | None = None) -> bytes:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id and version_id != "null":
+            kwargs["VersionId"] = version_id
+        try:
+            body: bytes = self.client.get_object(**kwargs)["Body"].read()
+        except self.client.exceptions.NoSuchKey as error:
+            raise NotFoundError(f"s3://{bucket}/{key} does not exist") from error
+        except self.client.exceptions.ClientError as error:
+            if error.response["Error"]["Code"] in {"NoSuchVersion", "InvalidArgument", "404"}:
+                raise NotFoundError(f"s3://{bucket}/{key} version {version_id} does not exist") from error
+            raise
+        return body
+
+    def copy(self, bucket: str, key: str, dest_bucket: str, dest_key: str, version_id: str | None = None) -> StoredObject:
+        source: dict[str, str] = {"Bucket": bucket, "Key": key}
+        if version_id and version_id != "null":
+            source["VersionId"] = version_id
+        try:
+            reply = self.client.copy_object(Bucket=dest_bucket, Key=dest_key, CopySource=source)
+        except self.client.exceptions.ClientError as error:
+            if error.response["Error"]["Code"] in {"NoSuchKey", "NoSuchVersion", "404"}:
+                raise NotFoundError(f"s3://{bucket}/{key} does not exist") from error
+            raise
+        return StoredObject(dest_bucket, dest_key, reply.get("VersionId") or "null")
+
+    def list_keys(self, bucket: str, prefix: str, start_after: str | None = None) -> list[str]:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        if start_after:
+            kwargs["StartAfter"] = start_after
+        keys: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs):
+            keys.extend(item["Key"] for item in page.get("Contents", []))
+        return keys
+
+    def tag(self, bucket: str, key: str, tags: dict[str, str], version_id: str | None = None) -> None:
+        kwargs: dict[str, Any] = {
+            "Bucket": bucket,
+            "Key": key,
+            "Tagging": {"TagSet": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]},
+        }
+        if version_id and version_id != "null":
+            kwargs["VersionId"] = version_id
+        self.client.put_object_tagging(**kwargs)
+
+    def tags(self, bucket: str, key: str, version_id: str | None = None) -> dict[str, str]:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id and version_id != "null":
+            kwargs["VersionId"] = version_id
+        return {t["Key"]: t["Value"] for t in self.client.get_object_tagging(**kwargs)["TagSet"]}
+
+
+class InMemoryObjectStore(ObjectStore):
+    """Keeps every version of every object, like a versioned bucket."""
+
+    def __init__(self) -> None:
+        self._versions: dict[tuple[str, str], list[tuple[str, bytes]]] = {}
+        self._tags: dict[tuple[str, str, str], dict[str, str]] = {}
+        self._counter = itertools.count(1)
+
+    def _version(self, bucket: str, key: str, version_id: str | None) -> tuple[str, bytes]:
+        versions = self._versions.get((bucket, key))
+        if not versions:
+            raise NotFoundError(f"s3://{bucket}/{key} does not exist")
+        if version_id is None:
+            return versions[-1]
+        for vid, body in versions:
+            if vid == version_id:
+                return vid, body
+        raise NotFoundError(f"s3://{bucket}/{key} version {version_id} does not exist")
+
+    def put(self, bucket: str, key: str, body: bytes, content_type: str = "application/octet-stream") -> StoredObject:
+        version_id = hashlib.sha256(f"{next(self._counter)}".encode()).hexdigest()[:32]
+        self._versions.setdefault((bucket, key), []).append((version_id, bytes(body)))
+        return StoredObject(bucket, key, version_id)
+
+    def get(self, bucket: str, key: str, version_id: str | None = None) -> bytes:
+        return self._version(bucket, key, version_id)[1]
+
+    def copy(self, bucket: str, key: str, dest_bucket: str, dest_key: str, version_id: str | None = None) -> StoredObject:
+        return self.put(dest_bucket, dest_key, self._version(bucket, key, version_id)[1])
+
+    def list_keys(self, bucket: str, prefix: str, start_after: str | None = None) -> list[str]:
+        keys = sorted(k for (b, k) in self._versions if b == bucket and k.startswith(prefix))
+        return [k for k in keys if start_after is None or k > start_after]
+
+    def tag(self, bucket: str, key: str, tags: dict[str, str], version_id: str | None = None) -> None:
+        vid = self._version(bucket, key, version_id)[0]
+        self._tags[(bucket, key, vid)] = dict(tags)
+
+    def tags(self, bucket: str, key: str, version_id: str | None = None) -> dict[str, str]:
+        vid = self._version(bucket, key, version_id)[0]
+        return dict(self._tags.get((bucket, key, vid), {}))

@@ -1,0 +1,152 @@
+"""The training pipeline's steps. Each runs in its own Lambda, so each imports only what it needs, when it needs it:
+training pulls in scikit-learn, evaluation only onnxruntime."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from loopml_core.adapters.object_store import ObjectStore
+from loopml_core.clock import iso
+from loopml_core.errors import NotFoundError
+from loopml_core.models import ModelVersion, ObjectRef
+from loopml_core.registry import Registry
+
+MODELS = "models/"
+
+
+class RunRequest(BaseModel):
+    """The `run` object every execution carries (see logic/runs.py)."""
+
+    model: str
+    dataset_version: int
+    trigger: str = "manual"
+    reason: str = ""
+
+
+class Candidate(BaseModel):
+    """What training produced, handed from step to step by the state machine."""
+
+    model: str
+    task: str
+    dataset_version: int
+    execution: str
+    onnx: ObjectRef
+    holdout: ObjectRef
+    reference: ObjectRef
+    baseline: ObjectRef
+    metrics: dict[str, float]
+    params: dict[str, Any]
+    train_rows: int
+    holdout_rows: int
+
+
+@dataclass
+class PipelineSteps:
+    store: ObjectStore
+    registry: Registry
+    artifact_bucket: str
+    code_version: str = "dev"
+
+    def _put(self, key: str, body: bytes, content_type: str) -> ObjectRef:
+        stored = self.store.put(self.artifact_bucket, key, body, content_type)
+        return ObjectRef(bucket=stored.bucket, key=stored.key, version_id=stored.version_id)
+
+    def train(self, run: RunRequest, execution: str) -> Candidate:
+        from loopml_core.training import read_dataset, train
+
+        contract = self.registry.contract(run.model)
+        version = self.registry.dataset_version(run.model, run.dataset_version)
+        frame = read_dataset(contract, self.store.get(version.object.bucket, version.object.key, version.object.version_id))
+        result = train(contract, frame)
+        prefix = f"{MODELS}{run.model}/runs/{execution}/"
+        return Candidate(
+            model=run.model,
+            task=contract.task.value,
+            dataset_version=run.dataset_version,
+            execution=execution,
+            onnx=self._put(prefix + "model.onnx", result.onnx_model, "application/octet-stream"),
+            holdout=self._put(prefix + "holdout.csv", result.holdout_csv, "text/csv"),
+            reference=self._put(prefix + "reference.json", json.dumps(result.reference_predictions).encode(),
+                                "application/json"),
+            baseline=self._put(prefix + "baseline.json", json.dumps(result.baseline).encode(), "application/json"),
+            metrics=result.metrics,
+            params=result.params,
+            train_rows=result.train_rows,
+            holdout_rows=result.holdout_rows,
+        )
+
+    def _read(self, ref: ObjectRef) -> bytes:
+        return self.store.get(ref.bucket, ref.key, ref.version_id)
+
+    def evaluate(self, candidate: Candidate) -> dict[str, Any]:
+        from loopml_core.evaluation import evaluate
+
+        contract = self.registry.contract(candidate.model)
+        try:
+            champion = self.registry.champion_version(candidate.model)
+            champion_onnx: bytes | None = self._read(champion.artifact)
+            champion_number: int | None = champion.version
+        except NotFoundError:
+            champion_onnx, champion_number = None, None
+        evaluation = evaluate(
+            contract,
+            self._read(candidate.onnx),
+            champion_onnx,
+            self._read(candidate.holdout),
+            json.loads(self._read(candidate.reference)),
+        ).to_dict()
+        evaluation["champion_version"] = champion_number
+        return evaluation
+
+    def register(self, run: RunRequest, candidate: Candidate, evaluation: dict[str, Any]) -> dict[str, Any]:
+        promote = bool(evaluation["promote"])
+
+        def build(number: int) -> ModelVersion:
+            return ModelVersion(
+                model=candidate.model,
+                version=number,
+                task=candidate.task,
+                dataset_version=candidate.dataset_version,
+                execution=candidate.execution,
+                artifact=candidate.onnx,
+                baseline=candidate.baseline,
+                metrics=evaluation["candidate_metrics"],
+                champion_metrics=evaluation.get("champion_metrics"),
+                params={**candidate.params, "train_rows": candidate.train_rows, "holdout_rows": candidate.holdout_rows},
+                parity=evaluation.get("parity", {}),
+                code_version=self.code_version,
+                promoted=promote,
+                decision=str(evaluation["reason"]),
+                created_at=iso(),
+            )
+
+        version, _ = self.registry.register_model_version(
+            candidate.model, candidate.execution, build, promote=promote, trigger=run.trigger
+        )
+        return {
+            "model": version.model,
+            "version": version.version,
+            "promoted": version.promoted,
+            "decision": version.decision,
+            "metrics": version.metrics,
+        }
+
+    def record_failure(self, run: RunRequest, execution: str, error: dict[str, Any]) -> dict[str, Any]:
+        cause = str(error.get("Cause", ""))
+        try:  # Lambda errors arrive as a JSON document inside Cause
+            cause = json.loads(cause).get("errorMessage", cause)
+        except (ValueError, AttributeError):
+            pass
+        recorded, _ = self.registry.record_run_failure(
+            run.model,
+            execution,
+            error=str(error.get("Error", "Unknown")),
+            cause=cause,
+            trigger=run.trigger,
+            dataset_version=run.dataset_version,
+        )
+        return recorded.model_dump(mode="json")

@@ -1,0 +1,469 @@
+"""The registry: datasets, dataset versions, model versions, aliases, pipeline runs and a hash-chained audit trail.
+
+Plain Python over the `Table` adapter. Every state change is written in one transaction together with its audit
+record(s) and the audit head, so a change without its audit record (or the reverse) cannot exist. Each audit record
+carries the hash of the one before it; `verify_audit` recomputes the chain and finds edited, inserted or deleted
+records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from loopml_core.clock import iso
+from loopml_core.contract import DatasetContract
+from loopml_core.errors import ConflictError, NotFoundError
+from loopml_core.adapters.table import Item, Put, Table
+from loopml_core.models import (
+    CHAMPION,
+    AuditRecord,
+    Champion,
+    Dataset,
+    DatasetVersion,
+    ModelVersion,
+    PipelineRun,
+    RunStatus,
+)
+
+GENESIS_HASH = "0" * 64
+AUDIT_PK = "AUDIT"
+AUDIT_HEAD_SK = "HEAD"
+DATASETS_INDEX_PK = "DATASETS"
+MODELS_INDEX_PK = "MODELS"
+COMMIT_ATTEMPTS = 5
+
+
+def _dataset_pk(name: str) -> str:
+    return f"DATASET#{name}"
+
+
+def _model_pk(name: str) -> str:
+    return f"MODEL#{name}"
+
+
+def _version_sk(version: int) -> str:
+    return f"V#{version:08d}"
+
+
+def _audit_sk(seq: int) -> str:
+    return f"E#{seq:012d}"
+
+
+def _doc_item(pk: str, sk: str, doc: dict[str, Any], **attributes: str | int) -> Item:
+    return {"pk": pk, "sk": sk, "doc": json.dumps(doc, sort_keys=True, separators=(",", ":")), **attributes}
+
+
+def _doc(item: Item) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(str(item["doc"]))
+    return loaded
+
+
+def audit_hash(record: dict[str, Any]) -> str:
+    """SHA-256 of the record's canonical JSON, without its own hash."""
+    body = {k: v for k, v in record.items() if k != "hash"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Event:
+    """What happened, for the audit trail."""
+
+    action: str
+    subject: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditVerification:
+    ok: bool
+    checked: int
+    problems: list[str]
+
+
+class Registry:
+    def __init__(self, table: Table, actor: str = "loopml") -> None:
+        self.table = table
+        self.actor = actor
+
+    # -- the one write path -------------------------------------------------------------------------------------
+
+    def _commit(self, puts: list[Put], events: list[Event]) -> list[AuditRecord]:
+        """Write `puts` and an audit record per event in one transaction, retrying when another writer got the head."""
+        for _ in range(COMMIT_ATTEMPTS):
+            head = self.table.get(AUDIT_PK, AUDIT_HEAD_SK)
+            seq = int(head["seq"]) if head else 0
+            prev_hash = str(head["hash"]) if head else GENESIS_HASH
+            records: list[AuditRecord] = []
+            audit_puts: list[Put] = []
+            for event in events:
+                seq += 1
+                body: dict[str, Any] = {
+                    "seq": seq,
+                    "at": iso(),
+                    "actor": self.actor,
+                    "action": event.action,
+                    "subject": event.subject,
+                    "details": event.details,
+                    "prev_hash": prev_hash,
+                }
+                record = AuditRecord(**body, hash=audit_hash(body))
+                records.append(record)
+                audit_puts.append(Put(_doc_item(AUDIT_PK, _audit_sk(seq), record.model_dump()), if_absent=True))
+                prev_hash = record.hash
+            head_item: Item = {"pk": AUDIT_PK, "sk": AUDIT_HEAD_SK, "seq": seq, "hash": prev_hash}
+            head_put = (
+                Put(head_item, if_equals={"seq": int(head["seq"])}) if head else Put(head_item, if_absent=True)
+            )
+            try:
+                self.table.transact([*puts, *audit_puts, head_put])
+                return records
+            except ConflictError:
+                if self._domain_conflict(puts):
+                    raise
+        raise ConflictError("the audit trail is busy; try again")
+
+    def _domain_conflict(self, puts: list[Put]) -> bool:
+        """True when the conflict is in the change itself (not just a race on the audit head)."""
+        for put in puts:
+            current = self.table.get(str(put.item["pk"]), str(put.item["sk"]))
+            if put.if_absent and current is not None:
+                return True
+            if put.if_equals and (current is None or any(current.get(k) != v for k, v in put.if_equals.items())):
+                return True
+        return False
+
+    # -- datasets -------------------------------------------------------------------------------------------------
+
+    def declare_dataset(self, contract: DatasetContract) -> tuple[Dataset, bool]:
+        """Declare a dataset or a new version of its contract. Returns (dataset, changed)."""
+        now = iso()
+        meta = self.table.get(_dataset_pk(contract.name), "META")
+        fingerprint = contract.fingerprint()
+        if meta is not None:
+            current = Dataset(**_doc(meta))
+            if current.contract_fingerprint == fingerprint:
+                return current, False
+            dataset = current.model_copy(
+                update={
+                    "contract": contract.model_dump(mode="json"),
+                    "contract_version": current.contract_version + 1,
+                    "contract_fingerprint": fingerprint,
+                    "updated_at": now,
+                }
+            )
+            meta_put = Put(self._dataset_meta(dataset), if_equals={"contract_version": current.contract_version})
+            puts = [meta_put]
+        else:
+            dataset = Dataset(
+                name=contract.name,
+                contract=contract.model_dump(mode="json"),
+                contract_version=1,
+                contract_fingerprint=fingerprint,
+                created_at=now,
+                updated_at=now,
+            )
+            puts = [
+                Put(self._dataset_meta(dataset), if_absent=True),
+                Put({"pk": DATASETS_INDEX_PK, "sk": contract.name}, if_absent=True),
+            ]
+        contract_item = _doc_item(
+            _dataset_pk(contract.name), f"CONTRACT#{dataset.contract_version:06d}", dataset.contract
+        )
+        puts.append(Put(contract_item, if_absent=True))
+        event = Event(
+            "dataset.declared",
+            f"dataset/{contract.name}",
+            {"contract_version": dataset.contract_version, "fingerprint": fingerprint},
+        )
+        self._commit(puts, [event])
+        return dataset, True
+
+    @staticmethod
+    def _dataset_meta(dataset: Dataset) -> Item:
+        return _doc_item(
+            _dataset_pk(dataset.name),
+            "META",
+            dataset.model_dump(),
+            contract_version=dataset.contract_version,
+            latest_version=dataset.latest_version,
+        )
+
+    def dataset(self, name: str) -> Dataset:
+        meta = self.table.get(_dataset_pk(name), "META")
+        if meta is None:
+            raise NotFoundError(f"dataset '{name}' is not declared; declare it with `loopml datasets create`")
+        return Dataset(**_doc(meta))
+
+    def contract(self, name: str) -> DatasetContract:
+        return DatasetContract.model_validate(self.dataset(name).contract)
+
+    def datasets(self) -> list[Dataset]:
+        return [self.dataset(str(item["sk"])) for item in self.table.query(DATASETS_INDEX_PK)]
+
+    def register_dataset_version(
+        self,
+        name: str,
+        *,
+        source_id: str,
+        build: Any,
+    ) -> tuple[DatasetVersion, bool]:
+        """Register the next version of a dataset, once per source object.
+
+        `build(version) -> DatasetVersion` makes the record for the version number it is given (it may store the
+        data there first). `source_id` names the uploaded object version; a second call with it returns the version
+        registered the first time, so a redelivered S3 event registers nothing new.
+        """
+        for _ in range(COMMIT_ATTEMPTS):
+            existing = self.table.get(_dataset_pk(name), f"SOURCE#{source_id}")
+            if existing is not None:
+                return self.dataset_version(name, int(existing["version"])), False
+            dataset = self.dataset(name)
+            number = dataset.latest_version + 1
+            record: DatasetVersion = build(number)
+            updated = dataset.model_copy(update={"latest_version": number, "updated_at": record.created_at})
+            puts = [
+                Put(self._dataset_meta(updated), if_equals={"latest_version": dataset.latest_version}),
+                Put(_doc_item(_dataset_pk(name), _version_sk(number), record.model_dump()), if_absent=True),
+                Put({"pk": _dataset_pk(name), "sk": f"SOURCE#{source_id}", "version": number}, if_absent=True),
+            ]
+            event = Event(
+                "dataset.version.registered",
+                f"dataset/{name}/v{number}",
+                {"sha256": record.sha256, "rows": record.rows, "object": record.object.uri, "source": source_id},
+            )
+            try:
+                self._commit(puts, [event])
+                return record, True
+            except ConflictError:
+                continue  # another upload took this number (or this source); look again
+        raise ConflictError(f"could not register a version of '{name}': too many concurrent uploads")
+
+    def dataset_version(self, name: str, version: int) -> DatasetVersion:
+        item = self.table.get(_dataset_pk(name), _version_sk(version))
+        if item is None:
+            raise NotFoundError(f"dataset '{name}' has no version {version}")
+        return DatasetVersion(**_doc(item))
+
+    def dataset_versions(self, name: str) -> list[DatasetVersion]:
+        return [DatasetVersion(**_doc(i)) for i in self.table.query(_dataset_pk(name), "V#")]
+
+    def latest_dataset_version(self, name: str) -> DatasetVersion | None:
+        items = self.table.query(_dataset_pk(name), "V#", newest_first=True, limit=1)
+        return DatasetVersion(**_doc(items[0])) if items else None
+
+    def record_quarantine(self, dataset: str, source_key: str, quarantine_uri: str, report_uri: str, summary: str) -> None:
+        """Audit a rejected upload. Idempotent per quarantined object."""
+        marker = Put({"pk": _dataset_pk(dataset or "_undeclared"), "sk": f"QUARANTINE#{quarantine_uri}"}, if_absent=True)
+        event = Event(
+            "dataset.upload.quarantined",
+            f"dataset/{dataset or '_undeclared'}",
+            {"source": source_key, "quarantined": quarantine_uri, "report": report_uri, "summary": summary},
+        )
+        try:
+            self._commit([marker], [event])
+        except ConflictError:
+            if self.table.get(str(marker.item["pk"]), str(marker.item["sk"])) is None:
+                raise
+
+    # -- models ---------------------------------------------------------------------------------------------------
+
+    def register_model_version(
+        self, model: str, execution: str, build: Any, *, promote: bool, trigger: str
+    ) -> tuple[ModelVersion, bool]:
+        """Register the next version of a model from a pipeline run; move `champion` to it when `promote`.
+
+        `build(version) -> ModelVersion`. Idempotent per execution: a retried step returns the version it registered.
+        """
+        for _ in range(COMMIT_ATTEMPTS):
+            run_item = self.table.get(_model_pk(model), f"RUN#{execution}")
+            if run_item is not None:
+                run = PipelineRun(**_doc(run_item))
+                if run.model_version is None:
+                    raise ConflictError(f"run {execution} already finished without registering a version")
+                return self.model_version(model, run.model_version), False
+            meta = self.table.get(_model_pk(model), "META")
+            latest = int(meta["latest_version"]) if meta else 0
+            record: ModelVersion = build(latest + 1)
+            name, number = record.model, record.version
+            meta_item: Item = {"pk": _model_pk(name), "sk": "META", "latest_version": number}
+            puts = [
+                Put(meta_item, if_equals={"latest_version": latest}) if meta else Put(meta_item, if_absent=True),
+                Put(_doc_item(_model_pk(name), _version_sk(number), record.model_dump()), if_absent=True),
+                Put(self._run_item(PipelineRun(
+                    model=name,
+                    execution=record.execution,
+                    status=RunStatus.SUCCEEDED,
+                    trigger=trigger,
+                    dataset_version=record.dataset_version,
+                    model_version=number,
+                    finished_at=record.created_at,
+                )), if_absent=True),
+            ]
+            if not meta:
+                puts.append(Put({"pk": MODELS_INDEX_PK, "sk": name}, if_absent=True))
+            events = [
+                Event(
+                    "model.version.registered",
+                    f"model/{name}/v{number}",
+                    {
+                        "execution": record.execution,
+                        "dataset_version": record.dataset_version,
+                        "metrics": record.metrics,
+                        "artifact": record.artifact.uri,
+                        "artifact_version_id": record.artifact.version_id,
+                        "decision": record.decision,
+                    },
+                )
+            ]
+            if promote:
+                previous = self.champion(name)
+                alias_item = _doc_item(
+                    _model_pk(name),
+                    f"ALIAS#{CHAMPION}",
+                    Champion(model=name, version=number, since=record.created_at).model_dump(),
+                    version=number,
+                )
+                puts.append(
+                    Put(alias_item, if_equals={"version": previous.version})
+                    if previous
+                    else Put(alias_item, if_absent=True)
+                )
+                events.append(
+                    Event(
+                        "model.alias.moved",
+                        f"model/{name}/alias/{CHAMPION}",
+                        {"from": previous.version if previous else None, "to": number, "reason": record.decision},
+                    )
+                )
+            try:
+                self._commit(puts, events)
+                return record, True
+            except ConflictError:
+                continue
+        raise ConflictError("could not register the model version: too many concurrent writers")
+
+    @staticmethod
+    def _run_item(run: PipelineRun) -> Item:
+        return _doc_item(_model_pk(run.model), f"RUN#{run.execution}", run.model_dump(), status=run.status.value)
+
+    def record_run_failure(
+        self, model: str, execution: str, *, error: str, cause: str, trigger: str, dataset_version: int | None
+    ) -> tuple[PipelineRun, bool]:
+        """Record a failed run and audit it; the champion is untouched. Idempotent per execution."""
+        existing = self.table.get(_model_pk(model), f"RUN#{execution}")
+        if existing is not None:
+            return PipelineRun(**_doc(existing)), False
+        run = PipelineRun(
+            model=model,
+            execution=execution,
+            status=RunStatus.FAILED,
+            trigger=trigger,
+            dataset_version=dataset_version,
+            error=error,
+            cause=cause[:2000],
+            finished_at=iso(),
+        )
+        event = Event("pipeline.run.failed", f"model/{model}/run/{execution}", {"error": error, "cause": cause[:500]})
+        self._commit([Put(self._run_item(run), if_absent=True)], [event])
+        return run, True
+
+    def runs(self, model: str) -> list[PipelineRun]:
+        return [PipelineRun(**_doc(i)) for i in self.table.query(_model_pk(model), "RUN#")]
+
+    def model_version(self, model: str, version: int) -> ModelVersion:
+        item = self.table.get(_model_pk(model), _version_sk(version))
+        if item is None:
+            raise NotFoundError(f"model '{model}' has no version {version}")
+        return ModelVersion(**_doc(item))
+
+    def model_versions(self, model: str) -> list[ModelVersion]:
+        return [ModelVersion(**_doc(i)) for i in self.table.query(_model_pk(model), "V#")]
+
+    def models(self) -> list[str]:
+        return [str(item["sk"]) for item in self.table.query(MODELS_INDEX_PK)]
+
+    def champion(self, model: str) -> Champion | None:
+        item = self.table.get(_model_pk(model), f"ALIAS#{CHAMPION}")
+        return Champion(**_doc(item)) if item else None
+
+    def champion_version(self, model: str) -> ModelVersion:
+        """The champion's model version. Raises NotFoundError for an unknown model or one with no champion yet."""
+        champion = self.champion(model)
+        if champion is None:
+            if self.table.get(_model_pk(model), "META") is None:
+                raise NotFoundError(f"model '{model}' does not exist")
+            raise NotFoundError(f"model '{model}' has no champion yet")
+        return self.model_version(model, champion.version)
+
+    def set_champion(self, model: str, version: int, reason: str) -> Champion:
+        """Point `champion` at an existing version (a rollback or a manual promotion), audited."""
+        target = self.model_version(model, version)
+        previous = self.champion(model)
+        champion = Champion(model=model, version=target.version, since=iso())
+        alias_item = _doc_item(_model_pk(model), f"ALIAS#{CHAMPION}", champion.model_dump(), version=version)
+        put = Put(alias_item, if_equals={"version": previous.version}) if previous else Put(alias_item, if_absent=True)
+        event = Event(
+            "model.alias.moved",
+            f"model/{model}/alias/{CHAMPION}",
+            {"from": previous.version if previous else None, "to": version, "reason": reason},
+        )
+        self._commit([put], [event])
+        return champion
+
+    # -- monitoring -----------------------------------------------------------------------------------------------
+
+    def record_drift(self, model: str, report: dict[str, Any], action: str) -> AuditRecord:
+        """Audit a drift check that found drift, with what was done about it."""
+        event = Event("model.drift.detected", f"model/{model}", {"report": report, "action": action})
+        return self._commit([], [event])[0]
+
+    def cursor(self, name: str) -> str | None:
+        item = self.table.get("CURSOR", name)
+        return str(item["value"]) if item else None
+
+    def advance_cursor(self, name: str, value: str) -> None:
+        """Monotonic bookmark (e.g. the last capture file a drift check read). Not audited: it changes no state."""
+        current = self.table.get("CURSOR", name)
+        item: Item = {"pk": "CURSOR", "sk": name, "value": value}
+        put = Put(item, if_equals={"value": str(current["value"])}) if current else Put(item, if_absent=True)
+        self.table.transact([put])
+
+    # -- audit ----------------------------------------------------------------------------------------------------
+
+    def audit_records(self, subject_prefix: str = "") -> list[AuditRecord]:
+        records = [AuditRecord(**_doc(i)) for i in self.table.query(AUDIT_PK, "E#")]
+        return [r for r in records if r.subject.startswith(subject_prefix)]
+
+    def verify_audit(self) -> AuditVerification:
+        """Recompute the chain: every hash, every link, no gap in sequence numbers, and the head at the last record."""
+        problems: list[str] = []
+        items = self.table.query(AUDIT_PK, "E#")
+        prev_hash = GENESIS_HASH
+        expected_seq = 1
+        for item in items:
+            try:
+                record = _doc(item)
+                seq = int(record["seq"])
+            except (ValueError, KeyError, TypeError):
+                problems.append(f"record {item.get('sk')} is not a valid audit record")
+                continue
+            if seq != expected_seq:
+                problems.append(f"record {expected_seq} is missing (found {seq} next)")
+            if item["sk"] != _audit_sk(seq):
+                problems.append(f"record {seq} is stored under the wrong key {item['sk']}")
+            if record.get("prev_hash") != prev_hash:
+                problems.append(f"record {seq} does not link to the record before it")
+            if audit_hash(record) != record.get("hash"):
+                problems.append(f"record {seq} was altered: its content does not match its hash")
+            prev_hash = str(record.get("hash"))
+            expected_seq = seq + 1
+        head = self.table.get(AUDIT_PK, AUDIT_HEAD_SK)
+        last_seq = expected_seq - 1
+        if head is None and items:
+            problems.append("the audit head is missing")
+        elif head is not None and (int(head["seq"]) != last_seq or head["hash"] != prev_hash):
+            problems.append(f"the chain ends at record {last_seq} but the head says {head['seq']}: records were removed")
+        return AuditVerification(ok=not problems, checked=len(items), problems=problems)
