@@ -13,6 +13,7 @@ import importlib.util
 import io
 import json
 import os
+import queue
 import sys
 import threading
 import time
@@ -178,6 +179,8 @@ class LocalCloud:
         self._mock: Any = None
         self._saved_env: contextlib.ExitStack | None = None
         self._patches: list[tuple[Any, str, Any]] = []
+        self._notifications: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
+        self._notifier = threading.Thread(target=self._deliver_notifications, name="s3-notifications", daemon=True)
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
 
@@ -196,10 +199,13 @@ class LocalCloud:
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         self._install_patches()
+        self._notifier.start()
         self.provision()
 
     def stop(self) -> None:
         self.wait_for_idle(timeout=30)
+        self._notifications.put(None)
+        self._notifier.join(timeout=30)
         for owner, attribute, original in reversed(self._patches):
             setattr(owner, attribute, original)
         self._patches.clear()
@@ -228,6 +234,18 @@ class LocalCloud:
 
         self._patch(LambdaFunction, "_invoke_lambda", invoke_in_process)
         self._patch(notifications, "_get_s3_event", _aws_shaped_s3_event(notifications._get_s3_event))
+        # S3 invokes notification targets asynchronously, after the upload has returned; moto would run them inside
+        # the PUT (and then overwrite tags the handler set on the new object), so queue them instead.
+        deliver = notifications._invoke_awslambda
+        self._patch(notifications, "_invoke_awslambda", lambda *args: self._notifications.put((deliver, *args)))
+
+    def _deliver_notifications(self) -> None:
+        while (item := self._notifications.get()) is not None:
+            deliver, *args = item
+            try:
+                deliver(*args)
+            finally:
+                self._notifications.task_done()
 
     # -- provisioning from the declaration ------------------------------------------------------------------------
 
@@ -344,17 +362,24 @@ class LocalCloud:
                 raise TimeoutError(f"execution {name} still {status['status']} after {timeout:.0f}s")
             time.sleep(poll)
 
+    def pipeline_executions(self) -> list[str]:
+        """Execution names, newest first."""
+        sfn = self.client("stepfunctions")
+        reply = sfn.list_executions(stateMachineArn=self.names.state_machine_arn())
+        return [e["name"] for e in sorted(reply["executions"], key=lambda e: e["startDate"], reverse=True)]
+
     def running_executions(self) -> list[str]:
         sfn = self.client("stepfunctions")
         reply = sfn.list_executions(stateMachineArn=self.names.state_machine_arn(), statusFilter="RUNNING")
         return [e["name"] for e in reply["executions"]]
 
     def wait_for_idle(self, timeout: float = 300) -> None:
+        """Wait until queued S3 notifications are handled and no pipeline execution is running."""
         if self._mock is None:
             return
         deadline = time.monotonic() + timeout
-        while self.running_executions() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        while time.monotonic() < deadline and (self._notifications.unfinished_tasks or self.running_executions()):
+            time.sleep(0.1)
 
     def alerts(self) -> list[dict[str, Any]]:
         """Alerts published to the SNS topic, read from the local inbox queue subscribed to it."""
@@ -379,3 +404,4 @@ class LocalCloud:
             "functions": {key: spec.physical_name() for key, spec in decl.FUNCTIONS.items()},
             "logs": str(self.log_path),
         }
+

@@ -1,0 +1,147 @@
+"""Where the CLI points: the local cloud started by `loopml local up`, or a deployed stack in an AWS account."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from infra import declaration as decl
+from loopml_core.adapters.object_store import S3ObjectStore
+from loopml_core.adapters.pipeline import StepFunctionsRunner
+from loopml_core.adapters.table import DynamoTable
+from loopml_core.registry import Registry
+
+STATE_DIR = Path(os.environ.get("LOOPML_HOME", decl.ROOT / ".loopml"))
+LOCAL_INFO = STATE_DIR / "local.json"
+STACK_NAME = "LoopML"
+
+
+class BackendError(Exception):
+    """The CLI cannot reach what it was asked to use."""
+
+
+def read_local_info() -> dict[str, Any] | None:
+    try:
+        info: dict[str, Any] = json.loads(LOCAL_INFO.read_text())
+    except (OSError, ValueError):
+        return None
+    return info
+
+
+@dataclass
+class Backend:
+    region: str
+    endpoint_url: str | None
+    api_url: str | None
+    ca_cert: str | None
+    names: decl.Names
+
+    @classmethod
+    def resolve(cls, endpoint_url: str | None = None, api_url: str | None = None) -> Backend:
+        """Explicit flags first, then a running `loopml local up`, then the AWS account in the environment."""
+        endpoint_url = endpoint_url or os.environ.get("LOOPML_ENDPOINT_URL")
+        api_url = api_url or os.environ.get("LOOPML_API_URL")
+        local = read_local_info()
+        if endpoint_url is None and local is not None:
+            return cls(local["region"], local["aws_endpoint"], api_url or local["api_url"], local.get("ca_cert"),
+                       decl.Names(local["account"], local["region"]))
+        import boto3
+
+        session = boto3.session.Session()
+        region = session.region_name or "us-east-1"
+        if endpoint_url:
+            os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        try:
+            account = session.client("sts", region_name=region, endpoint_url=endpoint_url).get_caller_identity()[
+                "Account"
+            ]
+        except Exception as error:  # noqa: BLE001 - any failure here means "no usable backend"
+            raise BackendError(
+                "no local cloud is running (start one with `loopml local up`) and no AWS credentials work: "
+                f"{error}"
+            ) from error
+        return cls(region, endpoint_url, api_url, None, decl.Names(account, region))
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, region_name=self.region, endpoint_url=self.endpoint_url)
+
+    @cached_property
+    def registry(self) -> Registry:
+        return Registry(DynamoTable(self.names.registry_table, self.client("dynamodb")), actor=_actor())
+
+    @cached_property
+    def store(self) -> S3ObjectStore:
+        return S3ObjectStore(self.client("s3"))
+
+    @cached_property
+    def pipeline(self) -> StepFunctionsRunner:
+        return StepFunctionsRunner(self.names.state_machine_arn(), self.client("stepfunctions"))
+
+    def invoke(self, function_key: str, event: dict[str, Any]) -> dict[str, Any]:
+        reply = self.client("lambda").invoke(
+            FunctionName=decl.FUNCTIONS[function_key].physical_name(), Payload=json.dumps(event).encode()
+        )
+        payload: dict[str, Any] = json.loads(reply["Payload"].read() or b"null")
+        if reply.get("FunctionError"):
+            raise BackendError(f"{function_key} failed: {payload.get('errorMessage')}")
+        return payload
+
+    def api(self) -> str:
+        if self.api_url:
+            return self.api_url.rstrip("/")
+        outputs = self.client("cloudformation").describe_stacks(StackName=STACK_NAME)["Stacks"][0].get("Outputs", [])
+        for output in outputs:
+            if output["OutputKey"].startswith("ApiUrl") or output["OutputKey"].endswith("ApiUrl"):
+                return str(output["OutputValue"]).rstrip("/")
+        raise BackendError(f"stack {STACK_NAME} has no ApiUrl output; pass --api-url")
+
+    def http(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, str], Any]:
+        return http_json(method, self.api() + path, body, self.ca_cert)
+
+
+def http_json(method: str, url: str, body: Any = None, ca_cert: str | None = None) -> tuple[int, dict[str, str], Any]:
+    """One JSON request; returns (status, headers, parsed body) for 2xx and 4xx alike."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    context = ssl.create_default_context(cafile=ca_cert) if url.startswith("https") and ca_cert else None
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=60) as reply:
+            raw = reply.read()
+            return reply.status, dict(reply.headers.items()), json.loads(raw) if raw else None
+    except urllib.error.HTTPError as error:
+        raw = error.read()
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = raw.decode(errors="replace")
+        return error.code, dict(error.headers.items()), parsed
+    except urllib.error.URLError as error:
+        raise BackendError(f"cannot reach {url}: {error.reason}") from error
+
+
+def _actor() -> str:
+    return f"cli:{os.environ.get('USER', 'unknown')}"
+
+
+def upload_and_wait(store: S3ObjectStore, bucket: str, key: str, body: bytes, timeout: float = 120) -> dict[str, str]:
+    """Put an upload into `incoming/` and wait for the validation function to tag it with its outcome."""
+    import time
+
+    stored = store.put(bucket, key, body, "text/csv")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tags = store.tags(bucket, key, stored.version_id)
+        if "loopml-status" in tags:
+            return {**tags, "version_id": stored.version_id}
+        time.sleep(0.1)
+    raise BackendError(f"no validation outcome for s3://{bucket}/{key} after {timeout:.0f}s; is the trigger deployed?")
