@@ -57,6 +57,10 @@ def _invalid_request(error: InvalidRequestError) -> Response[str]:
 
 @app.exception_handler(RequestValidationError)
 def _invalid_body(error: RequestValidationError) -> Response[str]:
+    content_type = (app.current_event.headers or {}).get("content-type") or ""
+    if app.current_event.body and "json" not in content_type.lower():
+        return _error(415, "send the body as JSON with 'Content-Type: application/json'",
+                      [{"record": None, "field": None, "message": f"Content-Type was '{content_type or 'missing'}'"}])
     details = []
     for problem in error.errors():
         location = [str(part) for part in problem.get("loc", ()) if part not in ("body", "path")]

@@ -18,8 +18,6 @@ from loopml_core.adapters.pipeline import StepFunctionsRunner
 from loopml_core.adapters.table import DynamoTable
 from loopml_core.registry import Registry
 
-STATE_DIR = Path(os.environ.get("LOOPML_HOME", decl.ROOT / ".loopml"))
-LOCAL_INFO = STATE_DIR / "local.json"
 STACK_NAME = "LoopML"
 
 
@@ -27,9 +25,14 @@ class BackendError(Exception):
     """The CLI cannot reach what it was asked to use."""
 
 
+def state_dir() -> Path:
+    """Where the local cloud keeps its state (`LOOPML_HOME`, default `.loopml/` in the checkout)."""
+    return Path(os.environ.get("LOOPML_HOME", decl.ROOT / ".loopml"))
+
+
 def read_local_info() -> dict[str, Any] | None:
     try:
-        info: dict[str, Any] = json.loads(LOCAL_INFO.read_text())
+        info: dict[str, Any] = json.loads((state_dir() / "local.json").read_text())
     except (OSError, ValueError):
         return None
     return info
@@ -50,6 +53,7 @@ class Backend:
         api_url = api_url or os.environ.get("LOOPML_API_URL")
         local = read_local_info()
         if endpoint_url is None and local is not None:
+            _use_local_credentials()
             return cls(local["region"], local["aws_endpoint"], api_url or local["api_url"], local.get("ca_cert"),
                        decl.Names(local["account"], local["region"]))
         import boto3
@@ -57,8 +61,7 @@ class Backend:
         session = boto3.session.Session()
         region = session.region_name or "us-east-1"
         if endpoint_url:
-            os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+            _use_local_credentials()
         try:
             account = session.client("sts", region_name=region, endpoint_url=endpoint_url).get_caller_identity()[
                 "Account"
@@ -127,6 +130,12 @@ def http_json(method: str, url: str, body: Any = None, ca_cert: str | None = Non
         return error.code, dict(error.headers.items()), parsed
     except urllib.error.URLError as error:
         raise BackendError(f"cannot reach {url}: {error.reason}") from error
+
+
+def _use_local_credentials() -> None:
+    # moto accepts any credentials; a laptop without an AWS profile must still reach the local cloud.
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 
 
 def _actor() -> str:

@@ -1,0 +1,1 @@
+"""The AWS backend: a CDK app generated from `infra.declaration`."""

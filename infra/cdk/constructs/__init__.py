@@ -1,0 +1,1 @@
+"""The constructs LoopMLStack combines, each built from `infra.declaration`."""

@@ -1,0 +1,99 @@
+"""The inference REST API: the declared routes only, each a Lambda proxy integration of the serving function."""
+
+from __future__ import annotations
+
+import re
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.cdk import nag
+from infra.declaration import API, Route
+
+PATH_PARAMETER = re.compile(r"{(\w+)}")
+
+
+class InferenceApi(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, function: lambda_.IFunction, log_retention: logs.RetentionDays
+    ) -> None:
+        super().__init__(scope, construct_id)
+        access_logs = self._build_access_log_group(log_retention)
+        self.rest_api = self._build_rest_api(access_logs)
+        self._validator = self._build_request_validator()
+        # One invoke permission for the whole API rather than two per method.
+        self._integration = apigw.LambdaIntegration(function, proxy=True, scope_permission_to_method=False)
+        for route in API.routes:
+            self._build_route(route)
+
+    def _build_access_log_group(self, log_retention: logs.RetentionDays) -> logs.LogGroup:
+        return logs.LogGroup(self, "AccessLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
+
+    def _build_rest_api(self, access_logs: logs.ILogGroup) -> apigw.RestApi:
+        rest_api = apigw.RestApi(
+            self,
+            "RestApi",
+            rest_api_name=API.name,
+            description="LoopML inference: serves the champion of each registered model",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            # The CloudWatch role is an account-wide API Gateway setting, not something one app should own.
+            cloud_watch_role=False,
+            deploy_options=apigw.StageOptions(
+                stage_name=API.stage,
+                throttling_rate_limit=API.throttle_rate_per_s,
+                throttling_burst_limit=API.throttle_burst,
+                access_log_destination=apigw.LogGroupLogDestination(access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=True,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=True,
+                ),
+                tracing_enabled=True,
+                metrics_enabled=True,
+            ),
+        )
+        stage = rest_api.deployment_stage
+        nag.acknowledge(
+            stage,
+            "AwsSolutions-APIG6",
+            "Access logging is on; execution logging needs the account-wide API Gateway CloudWatch role, "
+            "which this app deliberately does not own, and the handler logs every request itself.",
+        )
+        nag.acknowledge(
+            stage,
+            "AwsSolutions-APIG3",
+            "Callers must sign requests with IAM (SigV4) and the stage is throttled; a WAF web ACL adds cost "
+            "without protecting anything an unauthenticated caller can reach.",
+        )
+        return rest_api
+
+    def _build_request_validator(self) -> apigw.RequestValidator:
+        return self.rest_api.add_request_validator(
+            "RequestValidator", validate_request_parameters=True, validate_request_body=True
+        )
+
+    def _build_route(self, route: Route) -> apigw.Method:
+        resource = self.rest_api.root.resource_for_path(route.path)
+        method = resource.add_method(
+            route.method,
+            self._integration,
+            # Callers are AWS principals (the CLI, other services), so IAM signs and authorises every request.
+            authorization_type=apigw.AuthorizationType.IAM,
+            request_validator=self._validator,
+            request_parameters={f"method.request.path.{name}": True for name in PATH_PARAMETER.findall(route.path)},
+        )
+        nag.acknowledge(
+            method,
+            "AwsSolutions-COG4",
+            "The API uses IAM (SigV4) authorization: its callers are AWS principals, not Cognito end users.",
+        )
+        return method

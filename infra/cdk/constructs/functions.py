@@ -1,0 +1,161 @@
+"""Every declared function, each with its own log group and its own least-privilege role derived from its `Grants`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.cdk import nag
+from infra.cdk.arns import Arns
+from infra.cdk.constructs.layers import ARCHITECTURE, RUNTIME
+from infra.declaration import FUNCTIONS, Access, FunctionSpec, Grants, Layer, Names, function_environment
+
+# Exactly the calls loopml_core's adapters (object_store, table, pipeline, notifier) make, per access level.
+OBJECT_READ = ("s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:GetObjectVersionTagging")
+OBJECT_WRITE = ("s3:PutObject", "s3:PutObjectTagging", "s3:PutObjectVersionTagging")
+BUCKET_READ = ("s3:ListBucket",)
+TABLE_READ = ("dynamodb:GetItem", "dynamodb:Query")
+TABLE_WRITE = ("dynamodb:PutItem",)  # TransactWriteItems with Put items is authorised as PutItem
+# Starting a run also describes it, and listing runs lets a caller see whether one is already running.
+PIPELINE_START = ("states:StartExecution", "states:ListExecutions")
+PIPELINE_DESCRIBE = ("states:DescribeExecution",)
+ALERT_PUBLISH = ("sns:Publish",)
+
+# What a function's code asset leaves out; benchmarks/package_size.py measures the same files.
+CODE_EXCLUDES = ("__pycache__", "*.pyc", "tests")
+
+READS = (Access.READ, Access.READ_WRITE)
+WRITES = (Access.WRITE, Access.READ_WRITE)
+
+
+def allow(actions: tuple[str, ...], resource: str) -> iam.PolicyStatement:
+    return iam.PolicyStatement(actions=list(actions), resources=[resource])
+
+
+def pascal_case(key: str) -> str:
+    return "".join(part.capitalize() for part in key.split("_"))
+
+
+class Functions(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        names: Names,
+        arns: Arns,
+        layers: Mapping[Layer, lambda_.ILayerVersion],
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._names, self._arns, self._layers, self._log_retention = names, arns, layers, log_retention
+        self.roles: dict[str, iam.Role] = {}
+        self.functions: dict[str, lambda_.Function] = {
+            key: self._build_function(spec) for key, spec in FUNCTIONS.items()
+        }
+
+    def _build_function(self, spec: FunctionSpec) -> lambda_.Function:
+        scope = Construct(self, pascal_case(spec.key))
+        log_group = self._build_log_group(scope, spec)
+        role = self.roles[spec.key] = self._build_role(scope, spec, log_group)
+        function = lambda_.Function(
+            scope,
+            "Function",
+            function_name=spec.physical_name(),
+            description=spec.description,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=spec.handler,
+            code=lambda_.Code.from_asset(str(spec.code_dir), exclude=list(CODE_EXCLUDES)),
+            layers=[self._layers[key] for key in spec.layers],
+            memory_size=spec.memory_mb,
+            timeout=Duration.seconds(spec.timeout_s),
+            environment=function_environment(self._names, spec),
+            role=role,
+            log_group=log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+        )
+        nag.acknowledge(
+            function,
+            "AwsSolutions-L1",
+            f"The runtime is the declaration's LAMBDA_RUNTIME ({RUNTIME.name}): every layer is built for its CPython, "
+            "so moving to a newer runtime is one change to the declaration that rebuilds all layers.",
+        )
+        return function
+
+    def _build_log_group(self, scope: Construct, spec: FunctionSpec) -> logs.LogGroup:
+        return logs.LogGroup(
+            scope,
+            "LogGroup",
+            log_group_name=f"/aws/lambda/{spec.physical_name()}",
+            retention=self._log_retention,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+
+    def _build_role(self, scope: Construct, spec: FunctionSpec, log_group: logs.ILogGroup) -> iam.Role:
+        role = iam.Role(
+            scope,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{spec.physical_name()}: only what its declared grants allow",
+        )
+        # Instead of the AWSLambdaBasicExecutionRole managed policy, which may write to any log group.
+        role.add_to_policy(allow(("logs:CreateLogStream", "logs:PutLogEvents"), log_group.log_group_arn))
+        for statement in self._grant_statements(spec.grants):
+            role.add_to_policy(statement)
+        self._acknowledge_role_findings(role, spec.grants)
+        return role
+
+    def _grant_statements(self, grants: Grants) -> list[iam.PolicyStatement]:
+        arns = self._arns
+        statements = [
+            *self._bucket_statements(self._names.data_bucket, grants.data_bucket),
+            *self._bucket_statements(self._names.artifact_bucket, grants.artifact_bucket),
+        ]
+        if grants.registry_table in READS:
+            statements.append(allow(TABLE_READ, arns.registry_table()))
+        if grants.registry_table in WRITES:
+            statements.append(allow(TABLE_WRITE, arns.registry_table()))
+        if grants.start_pipeline:
+            statements += [allow(PIPELINE_START, arns.state_machine()), allow(PIPELINE_DESCRIBE, arns.executions())]
+        if grants.publish_alerts:
+            statements.append(allow(ALERT_PUBLISH, arns.alert_topic()))
+        return statements
+
+    def _bucket_statements(self, bucket_name: str, access: Access | None) -> list[iam.PolicyStatement]:
+        statements = []
+        if access in READS:
+            statements += [
+                allow(BUCKET_READ, self._arns.bucket(bucket_name)),
+                allow(OBJECT_READ, self._arns.objects(bucket_name)),
+            ]
+        if access in WRITES:
+            statements.append(allow(OBJECT_WRITE, self._arns.objects(bucket_name)))
+        return statements
+
+    def _acknowledge_role_findings(self, role: iam.Role, grants: Grants) -> None:
+        nag.acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray PutTraceSegments and PutTelemetryRecords (active tracing) support no resource-level permissions.",
+        )
+        buckets = ((self._names.data_bucket, grants.data_bucket), (self._names.artifact_bucket, grants.artifact_bucket))
+        for bucket_name, access in buckets:
+            if access is not None:
+                nag.acknowledge(
+                    role,
+                    f"AwsSolutions-IAM5[Resource::{nag.finding_resource(role, self._arns.objects(bucket_name))}]",
+                    "Objects of this one bucket, whose keys are data-dependent; the actions are the exact object "
+                    "calls the function makes and never include deletes.",
+                )
+        if grants.start_pipeline:
+            nag.acknowledge(
+                role,
+                f"AwsSolutions-IAM5[Resource::{nag.finding_resource(role, self._arns.executions())}]",
+                "Execution names are chosen per run; DescribeExecution is limited to executions of the pipeline.",
+            )

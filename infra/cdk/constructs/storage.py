@@ -1,0 +1,71 @@
+"""The data and artifact buckets, their access-log bucket, and the registry table."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.cdk import nag
+from infra.declaration import Names
+
+
+class Storage(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, names: Names) -> None:
+        super().__init__(scope, construct_id)
+        self.access_logs_bucket = self._build_access_logs_bucket()
+        self.data_bucket = self._build_bucket("DataBucket", names.data_bucket, log_prefix="data/")
+        self.artifact_bucket = self._build_bucket("ArtifactBucket", names.artifact_bucket, log_prefix="artifacts/")
+        self.registry_table = self._build_registry_table(names.registry_table)
+
+    def _build_access_logs_bucket(self) -> s3.Bucket:
+        bucket = s3.Bucket(
+            self,
+            "AccessLogsBucket",
+            # Server access logs can only be delivered to SSE-S3 buckets.
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        nag.acknowledge(
+            bucket,
+            "AwsSolutions-S1",
+            "This is the server access log destination; logging its own access would only log the log delivery.",
+        )
+        return bucket
+
+    def _build_bucket(self, construct_id: str, bucket_name: str, *, log_prefix: str) -> s3.Bucket:
+        return s3.Bucket(
+            self,
+            construct_id,
+            bucket_name=bucket_name,
+            # Every dataset and model version stays addressable by its S3 version id; nothing is ever deleted.
+            versioned=True,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.access_logs_bucket,
+            server_access_logs_prefix=log_prefix,
+            lifecycle_rules=[s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(7))],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+    def _build_registry_table(self, table_name: str) -> dynamodb.Table:
+        return dynamodb.Table(
+            self,
+            "RegistryTable",
+            table_name=table_name,
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            removal_policy=RemovalPolicy.RETAIN,
+        )

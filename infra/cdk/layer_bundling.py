@@ -1,0 +1,284 @@
+"""Builds the Lambda layers with pip on the host, without Docker.
+
+pip downloads manylinux wheels for the Lambda runtime's CPython (`--platform ... --only-binary=:all:`), so the host's
+own Python version and OS do not matter. Every layer is built once into `.build/layers/<key>/python` and reused while
+its hash is unchanged; CDK's local bundling (`PipLayerBundling`) and `benchmarks/package_size.py` share that cache.
+
+Layers are stacked in /opt/python, so a package shipped by two layers of one function would be overwritten file by
+file by whichever layer comes last. To keep that from ever mixing two versions, every layer is resolved against the
+pins of all layers and against what the base layer (the one shipping loopml_core, which every function has) already
+resolved, and then drops whatever the base layer already ships.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jsii
+from aws_cdk import DockerImage, ILocalBundling
+
+from infra.declaration import FUNCTIONS, LAMBDA_RUNTIME, LAYERS, LAYERS_DIR, ROOT, Layer, LayerSpec
+
+# Bump whenever the build or strip rules change: it is part of every layer's hash, so all layers are rebuilt.
+BUNDLER_VERSION = "1"
+BUILD_ROOT = ROOT / ".build" / "layers"
+CORE_PACKAGE = "loopml_core"
+PYTHON_VERSION = LAMBDA_RUNTIME.removeprefix("python")
+PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
+
+# The Lambda Python runtime already ships the AWS SDK; layers would only shadow it with a second copy.
+RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "urllib3"})
+# Test suites, caches and build-time files that nothing imports at run time.
+STRIPPED_DIRS = frozenset({"__pycache__", "tests", "test"})
+STRIPPED_SUFFIXES = (".pyc", ".pyo", ".pyi", ".pxd", ".pyx", ".c", ".cpp", ".h", ".hpp")
+
+
+def canonical_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_name(requirement: str) -> str:
+    return canonical_name(re.split(r"[\[=<>!~;\s]", requirement, maxsplit=1)[0])
+
+
+def without_extras(requirement: str) -> str:
+    """pip rejects extras in constraints files."""
+    return re.sub(r"\[[^\]]*\]", "", requirement)
+
+
+def base_layer() -> LayerSpec:
+    (spec,) = (spec for spec in LAYERS.values() if spec.ships_core_package)
+    return spec
+
+
+def _core_package_dir(spec: LayerSpec) -> Path:
+    return LAYERS_DIR / spec.key.value / CORE_PACKAGE
+
+
+def layer_source_dir(spec: LayerSpec) -> Path:
+    """The asset's source directory; only the core layer reads from it, the others are pure pip output."""
+    return LAYERS_DIR / spec.key.value if spec.ships_core_package else LAYERS_DIR
+
+
+def _tree_files(root: Path) -> list[Path]:
+    return sorted(
+        path
+        for path in root.rglob("*")
+        if path.is_file() and not (STRIPPED_DIRS & set(path.relative_to(root).parts)) and path.suffix != ".pyc"
+    )
+
+
+def layer_hash(key: Layer) -> str:
+    """Changes exactly when the layer's content would: its pins, every layer's pins, the build rules, the core code."""
+    spec, base = LAYERS[key], base_layer()
+    digest = hashlib.sha256()
+    inputs: dict[str, Any] = {
+        "bundler": BUNDLER_VERSION,
+        "python": PYTHON_VERSION,
+        "platforms": PLATFORMS,
+        "requirements": spec.requirements,
+        "constraints": _declared_constraints(),
+        "base": None if spec is base else base.requirements,
+        "runtime_provided": sorted(RUNTIME_PROVIDED),
+    }
+    digest.update(json.dumps(inputs, sort_keys=True).encode())
+    if spec.ships_core_package:
+        package = _core_package_dir(spec)
+        for path in _tree_files(package):
+            digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _declared_constraints() -> list[str]:
+    return sorted({without_extras(req) for spec in LAYERS.values() for req in spec.requirements})
+
+
+def installed_distributions(site: Path) -> dict[str, str]:
+    """Canonical name -> version of every distribution pip installed into `site`."""
+    found: dict[str, str] = {}
+    for dist_info in site.glob("*.dist-info"):
+        fields: dict[str, str] = {}
+        for line in (dist_info / "METADATA").read_text(encoding="utf-8", errors="replace").splitlines():
+            if not line:
+                break
+            name, _, value = line.partition(": ")
+            fields.setdefault(name, value)
+        found[canonical_name(fields["Name"])] = fields["Version"]
+    return found
+
+
+def remove_distributions(site: Path, names: Iterable[str]) -> list[str]:
+    """Deletes the files pip recorded for each named distribution; returns the names that were present."""
+    wanted = {canonical_name(name) for name in names}
+    removed: list[str] = []
+    for dist_info in sorted(site.glob("*.dist-info")):
+        name = canonical_name(dist_info.name.removesuffix(".dist-info").rsplit("-", 1)[0])
+        if name not in wanted:
+            continue
+        with (dist_info / "RECORD").open(newline="") as record:
+            for row in csv.reader(record):
+                target = (site / row[0]).resolve()
+                if target.is_relative_to(site.resolve()) and target.is_file():
+                    target.unlink()
+        shutil.rmtree(dist_info, ignore_errors=True)
+        removed.append(name)
+    _remove_empty_dirs(site)
+    return removed
+
+
+def strip_tree(site: Path) -> None:
+    for path in sorted(site.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir() and path.name in STRIPPED_DIRS:
+            shutil.rmtree(path)
+        elif path.is_file() and path.name.endswith(STRIPPED_SUFFIXES):
+            path.unlink()
+    shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts with the build host's shebang
+    _remove_empty_dirs(site)
+
+
+def _remove_empty_dirs(root: Path) -> None:
+    for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+
+
+def tree_size(root: Path) -> int:
+    return sum(path.stat().st_size for path in root.rglob("*") if path.is_file() and not path.is_symlink())
+
+
+def copy_tree(source: Path, destination: Path) -> None:
+    """Hard-links where possible: layers are hundreds of MB and CDK only reads (zips) its copy."""
+
+    def link_or_copy(src: str, dst: str) -> Any:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+        return dst
+
+    shutil.copytree(source, destination, copy_function=link_or_copy, dirs_exist_ok=True)
+
+
+class LayerBuilder:
+    """Builds layers into `build_root/<key>`; `build_root/<key>.json` records the hash and what pip resolved."""
+
+    def __init__(
+        self,
+        build_root: Path = BUILD_ROOT,
+        pip: Sequence[str] = (sys.executable, "-m", "pip"),
+        log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
+    ) -> None:
+        self.build_root = build_root
+        self.pip = tuple(pip)
+        self.log = log
+        missing_base = [f.key for f in FUNCTIONS.values() if f.layers and base_layer().key not in f.layers]
+        if missing_base:
+            # Dropping the base layer's packages from the others is only safe if every function has the base layer.
+            raise ValueError(f"functions without the {base_layer().key} layer: {missing_base}")
+
+    def layer_dir(self, key: Layer) -> Path:
+        return self.build_root / key.value
+
+    def _record_path(self, key: Layer) -> Path:
+        return self.build_root / f"{key.value}.json"
+
+    def record(self, key: Layer) -> dict[str, Any] | None:
+        try:
+            loaded: dict[str, Any] = json.loads(self._record_path(key).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        return loaded
+
+    def is_current(self, key: Layer) -> bool:
+        record = self.record(key)
+        return record is not None and record.get("hash") == layer_hash(key) and self.layer_dir(key).is_dir()
+
+    def build(self, key: Layer) -> Path:
+        """The layer's directory (containing `python/`), rebuilt only when its hash changed."""
+        expected_hash = layer_hash(key)
+        if self.is_current(key):
+            self.log(f"layer {key}: up to date ({self.layer_dir(key)})")
+            return self.layer_dir(key)
+        spec, base = LAYERS[key], base_layer()
+        base_resolved: dict[str, str] = {}
+        if spec is not base:
+            self.build(base.key)
+            base_record = self.record(base.key) or {}
+            base_resolved = base_record["resolved"]
+        self.log(f"layer {key}: building with pip for {LAMBDA_RUNTIME} ({', '.join(PLATFORMS)})")
+        self.build_root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f"{key.value}-", dir=self.build_root))
+        try:
+            site = staging / "python"
+            constraints = [*_declared_constraints(), *(f"{name}=={version}" for name, version in base_resolved.items())]
+            self._pip_install(site, spec.requirements, constraints, staging)
+            resolved = installed_distributions(site)
+            dropped = remove_distributions(site, RUNTIME_PROVIDED | set(base_resolved))
+            strip_tree(site)
+            if spec.ships_core_package:
+                shutil.copytree(
+                    _core_package_dir(spec), site / CORE_PACKAGE, ignore=shutil.ignore_patterns(*STRIPPED_DIRS, "*.pyc")
+                )
+            (staging / "constraints.txt").unlink()
+            shutil.rmtree(self.layer_dir(key), ignore_errors=True)
+            staging.rename(self.layer_dir(key))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        record = {"hash": expected_hash, "resolved": resolved, "dropped": sorted(dropped)}
+        self._record_path(key).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        self.log(f"layer {key}: {tree_size(self.layer_dir(key)) / 2**20:.1f} MiB, dropped {sorted(dropped)}")
+        return self.layer_dir(key)
+
+    def _pip_install(self, site: Path, requirements: Sequence[str], constraints: Sequence[str], staging: Path) -> None:
+        constraints_file = staging / "constraints.txt"
+        constraints_file.write_text("\n".join(constraints) + "\n")
+        command = [
+            *self.pip,
+            "install",
+            "--target",
+            str(site),
+            *(arg for platform in PLATFORMS for arg in ("--platform", platform)),
+            "--implementation",
+            "cp",
+            "--python-version",
+            PYTHON_VERSION,
+            "--only-binary=:all:",
+            "--no-compile",
+            "--no-input",
+            "--disable-pip-version-check",
+            "--progress-bar",
+            "off",
+            # pip's conflict check looks at the environment running pip, not at the layer being built.
+            "--no-warn-conflicts",
+            "--constraint",
+            str(constraints_file),
+            *requirements,
+        ]
+        subprocess.run(command, check=True, stdout=sys.stderr)
+
+
+@jsii.implements(ILocalBundling)
+class PipLayerBundling:
+    """CDK local bundling of one layer: build it (or reuse the cached build) and copy it into CDK's output dir."""
+
+    def __init__(self, key: Layer, builder: LayerBuilder | None = None) -> None:
+        self.key = key
+        self.builder = builder or LayerBuilder()
+
+    def try_bundle(self, output_dir: str, *, image: DockerImage, **_options: Any) -> bool:
+        # Never fall back to Docker (there may be none); a failed pip build raises instead.
+        copy_tree(self.builder.build(self.key), Path(output_dir))
+        return True

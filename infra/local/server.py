@@ -1,0 +1,70 @@
+"""`loopml local up`: the local cloud served to real clients until Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from typing import Any
+
+from rich.console import Console
+
+from infra import declaration as decl
+from infra.local.api_gateway import ApiServer
+from infra.local.cloud import LocalCloud
+
+
+def serve(*, port: int, api_port: int, tls: bool, drift_every: float | None, console: Console,
+          host: str = "127.0.0.1", stop: threading.Event | None = None) -> None:
+    from moto.server import ThreadedMotoServer
+
+    stop = stop or threading.Event()
+    cloud = LocalCloud()
+    cloud.start()
+    os.environ["MOTO_PORT"] = str(port)  # where moto's Step Functions interpreter finds the endpoint
+    aws = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    aws.start()
+    api = ApiServer(cloud, host=host, port=api_port, tls=tls).start()
+    info_path = cloud.state_dir / "local.json"
+    info: dict[str, Any] = {
+        **cloud.info(aws_endpoint=f"http://{host}:{port}", api_url=api.url),
+        "ca_cert": str(api.cert_path) if api.cert_path else None,
+        "pid": os.getpid(),
+    }
+    info_path.write_text(json.dumps(info, indent=2))
+
+    interval = drift_every or decl.DRIFT_SCHEDULE.rate_minutes * 60.0
+
+    def tick() -> None:
+        while not stop.wait(interval):
+            try:
+                checks = cloud.fire_schedule()["checks"]
+                for check in checks:
+                    console.print(f"[dim]drift schedule:[/] {check['model']} {check['status']} {check['action']}")
+            except Exception as error:  # noqa: BLE001 - a failed tick is reported and the next one still runs
+                console.print(f"[red]drift schedule failed:[/] {error}")
+
+    ticker = threading.Thread(target=tick, name="drift-schedule", daemon=True)
+    ticker.start()
+    console.print(f"[bold green]LoopML local cloud is up[/]\n"
+                  f"  AWS endpoint   {info['aws_endpoint']}\n"
+                  f"  inference API  {info['api_url']}" + (f"  (CA: {info['ca_cert']})" if tls else "") + "\n"
+                  f"  data bucket    {info['data_bucket']}\n"
+                  f"  drift schedule every {interval:.0f}s\n"
+                  f"  function logs  {info['logs']}\n"
+                  "Ctrl-C to stop.")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        info_path.unlink(missing_ok=True)
+        api.stop()
+        aws.stop()
+        cloud.stop()
+        console.print("local cloud stopped")
