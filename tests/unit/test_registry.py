@@ -1,0 +1,180 @@
+"""The registry on the in-memory table: versions, aliases, idempotency, and the hash-chained audit trail."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loopml_core.adapters.table import InMemoryTable, Put
+from loopml_core.contract import load_contract
+from loopml_core.errors import ConflictError, NotFoundError
+from loopml_core.models import DatasetVersion, ModelVersion, ObjectRef
+from loopml_core.registry import AUDIT_PK, Event, Registry
+
+CONTRACT = """
+name: churn
+task: classification
+target: churned
+features:
+  - {name: tenure_months, type: int, min: 0}
+  - {name: plan, type: category, values: [basic, pro]}
+"""
+
+
+@pytest.fixture
+def registry():
+    registry = Registry(InMemoryTable(), actor="test")
+    registry.declare_dataset(load_contract(CONTRACT))
+    return registry
+
+
+def _dataset_version(number: int, sha: str = "abc") -> DatasetVersion:
+    return DatasetVersion(dataset="churn", version=number, object=ObjectRef(bucket="b", key=f"k{number}", version_id="v"),
+                          source_key="incoming/churn/a.csv", sha256=sha, rows=100, contract_version=1,
+                          created_at="2026-01-01T00:00:00Z")
+
+
+def _model_version(execution: str, promoted: bool):
+    def build(number: int) -> ModelVersion:
+        ref = ObjectRef(bucket="a", key=f"models/{execution}", version_id="1")
+        return ModelVersion(model="churn", version=number, task="classification", dataset_version=1,
+                            execution=execution, artifact=ref, baseline=ref, metrics={"accuracy": 0.9},
+                            code_version="test", promoted=promoted, decision="because",
+                            created_at="2026-01-01T00:00:00Z")
+    return build
+
+
+def test_declaring_the_same_contract_twice_changes_nothing(registry):
+    dataset, changed = registry.declare_dataset(load_contract(CONTRACT))
+    assert (dataset.contract_version, changed) == (1, False)
+    dataset, changed = registry.declare_dataset(load_contract(CONTRACT.replace("min: 0", "min: 1")))
+    assert (dataset.contract_version, changed) == (2, True)
+    assert registry.contract("churn").feature("tenure_months").min == 1
+
+
+def test_dataset_versions_are_numbered_once_per_source(registry):
+    first, created = registry.register_dataset_version("churn", source_id="a@1", build=_dataset_version)
+    again, created_again = registry.register_dataset_version("churn", source_id="a@1", build=_dataset_version)
+    second, _ = registry.register_dataset_version("churn", source_id="a@2", build=_dataset_version)
+    assert (first.version, created, again.version, created_again, second.version) == (1, True, 1, False, 2)
+    assert registry.latest_dataset_version("churn").version == 2
+    assert [a.action for a in registry.audit_records()].count("dataset.version.registered") == 2
+
+
+def test_unknown_dataset_is_not_found(registry):
+    with pytest.raises(NotFoundError, match="not declared"):
+        registry.contract("fraud")
+
+
+def test_promotion_moves_the_champion_and_a_loser_leaves_it(registry):
+    with pytest.raises(NotFoundError, match="does not exist"):
+        registry.champion_version("churn")
+    v1, _ = registry.register_model_version("churn", "run-1", _model_version("run-1", True), promote=True,
+                                            trigger="upload")
+    v2, _ = registry.register_model_version("churn", "run-2", _model_version("run-2", False), promote=False,
+                                            trigger="drift")
+    assert (v1.version, v2.version) == (1, 2)
+    assert registry.champion_version("churn").version == 1
+    registry.set_champion("churn", 2, reason="manual")
+    assert registry.champion("churn").version == 2
+    actions = [r.action for r in registry.audit_records("model/churn")]
+    assert actions == ["model.version.registered", "model.alias.moved", "model.version.registered",
+                       "model.alias.moved"]
+
+
+def test_registering_is_idempotent_per_execution(registry):
+    first, created = registry.register_model_version("churn", "run-1", _model_version("run-1", True), promote=True,
+                                                     trigger="upload")
+    again, created_again = registry.register_model_version("churn", "run-1", _model_version("run-1", True),
+                                                           promote=True, trigger="upload")
+    assert (first.version, created, again.version, created_again) == (1, True, 1, False)
+    assert len(registry.model_versions("churn")) == 1
+
+
+def test_a_failed_run_is_recorded_once_and_the_champion_is_untouched(registry):
+    registry.register_model_version("churn", "run-1", _model_version("run-1", True), promote=True, trigger="upload")
+    run, created = registry.record_run_failure("churn", "run-2", error="States.TaskFailed", cause="boom",
+                                               trigger="drift", dataset_version=1)
+    _, created_again = registry.record_run_failure("churn", "run-2", error="x", cause="y", trigger="drift",
+                                                   dataset_version=1)
+    assert (run.status.value, created, created_again) == ("FAILED", True, False)
+    assert registry.champion("churn").version == 1
+    assert registry.audit_records()[-1].action == "pipeline.run.failed"
+
+
+def test_a_change_that_conflicts_writes_no_audit_record(registry):
+    registry.register_model_version("churn", "run-1", _model_version("run-1", True), promote=True, trigger="upload")
+    before = len(registry.audit_records())
+    with pytest.raises(ConflictError):
+        registry._commit([Put({"pk": "MODEL#churn", "sk": "META", "latest_version": 9}, if_absent=True)],
+                         [Event("x", "y")])
+    assert len(registry.audit_records()) == before
+    assert registry.verify_audit().ok
+
+
+def test_audit_chain_verifies_when_untouched(registry):
+    registry.register_model_version("churn", "run-1", _model_version("run-1", True), promote=True, trigger="upload")
+    verification = registry.verify_audit()
+    assert verification.ok and verification.checked == 3 and verification.problems == []
+
+
+def _tamper(registry: Registry, seq: int, **changes) -> None:
+    item = registry.table.get(AUDIT_PK, f"E#{seq:012d}")
+    doc = json.loads(item["doc"])
+    doc.update(changes)
+    registry.table.put_unconditionally({**item, "doc": json.dumps(doc)})
+
+
+def test_audit_verify_detects_an_edited_record(registry):
+    registry.register_model_version("churn", "run-1", _model_version("run-1", True), promote=True, trigger="upload")
+    _tamper(registry, 2, actor="mallory")
+    verification = registry.verify_audit()
+    assert not verification.ok
+    assert any("record 2 was altered" in p for p in verification.problems)
+
+
+def test_audit_verify_detects_a_record_rehashed_after_editing(registry):
+    from loopml_core.registry import audit_hash
+
+    registry.register_model_version("churn", "run-1", _model_version("run-1", True), promote=True, trigger="upload")
+    item = registry.table.get(AUDIT_PK, f"E#{2:012d}")
+    doc = json.loads(item["doc"])
+    doc["details"] = {"forged": True}
+    doc["hash"] = audit_hash(doc)  # a careful forger recomputes the hash; the next record's link still breaks
+    registry.table.put_unconditionally({**item, "doc": json.dumps(doc)})
+    assert any("record 3 does not link" in p for p in registry.verify_audit().problems)
+
+
+def test_audit_verify_detects_deleted_records(registry):
+    registry.register_model_version("churn", "run-1", _model_version("run-1", True), promote=True, trigger="upload")
+    table: InMemoryTable = registry.table  # type: ignore[assignment]
+    del table._items[(AUDIT_PK, f"E#{2:012d}")]
+    assert any("record 2 is missing" in p for p in registry.verify_audit().problems)
+
+
+def test_audit_verify_detects_a_removed_tail(registry):
+    registry.register_model_version("churn", "run-1", _model_version("run-1", True), promote=True, trigger="upload")
+    table: InMemoryTable = registry.table  # type: ignore[assignment]
+    del table._items[(AUDIT_PK, f"E#{3:012d}")]
+    assert any("records were removed" in p for p in registry.verify_audit().problems)
+
+
+def test_a_writer_that_lost_the_audit_head_retries(registry):
+    """Two writers read the same head; the loser's transaction fails on the head and is retried on the new one."""
+    table = registry.table
+    original_get = table.get
+    raced = {"done": False}
+
+    def racing_get(pk, sk):
+        item = original_get(pk, sk)
+        if (pk, sk) == (AUDIT_PK, "HEAD") and not raced["done"]:
+            raced["done"] = True
+            Registry(table, actor="other").record_drift("churn", {"psi": {}}, "none")  # moves the head meanwhile
+        return item
+
+    table.get = racing_get  # type: ignore[method-assign]
+    registry.register_dataset_version("churn", source_id="a@1", build=_dataset_version)
+    table.get = original_get  # type: ignore[method-assign]
+    assert registry.verify_audit().ok
+    assert [r.action for r in registry.audit_records()][-2:] == ["model.drift.detected", "dataset.version.registered"]
