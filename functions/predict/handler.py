@@ -3,7 +3,6 @@
 No `from __future__ import annotations` here: the resolver reads the route signatures' types at runtime.
 """
 
-
 import json
 from functools import cache
 from typing import Annotated, Any
@@ -59,22 +58,31 @@ def _invalid_request(error: InvalidRequestError) -> Response[str]:
 def _invalid_body(error: RequestValidationError) -> Response[str]:
     content_type = (app.current_event.headers or {}).get("content-type") or ""
     if app.current_event.body and "json" not in content_type.lower():
-        return _error(415, "send the body as JSON with 'Content-Type: application/json'",
-                      [{"record": None, "field": None, "message": f"Content-Type was '{content_type or 'missing'}'"}])
+        return _error(
+            415,
+            "send the body as JSON with 'Content-Type: application/json'",
+            [{"record": None, "field": None, "message": f"Content-Type was '{content_type or 'missing'}'"}],
+        )
     details = []
     for problem in error.errors():
         location = [str(part) for part in problem.get("loc", ()) if part not in ("body", "path")]
         if problem.get("type") == "json_invalid":
-            return _error(400, "the request body is not valid JSON",
-                          [{"record": None, "field": None, "message": problem.get("msg", "invalid JSON")}])
+            return _error(
+                400,
+                "the request body is not valid JSON",
+                [{"record": None, "field": None, "message": problem.get("msg", "invalid JSON")}],
+            )
         details.append({"record": None, "field": ".".join(location) or None, "message": problem.get("msg", "")})
     return _error(422, "the request does not match the API", details)
 
 
 @app.exception_handler(json.JSONDecodeError)
 def _bad_json(error: json.JSONDecodeError) -> Response[str]:
-    return _error(400, "the request body is not valid JSON",
-                  [{"record": None, "field": None, "message": f"{error.msg} at line {error.lineno} column {error.colno}"}])
+    return _error(
+        400,
+        "the request body is not valid JSON",
+        [{"record": None, "field": None, "message": f"{error.msg} at line {error.lineno} column {error.colno}"}],
+    )
 
 
 @app.exception_handler(NotFoundError)

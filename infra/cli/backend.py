@@ -54,8 +54,13 @@ class Backend:
         local = read_local_info()
         if endpoint_url is None and local is not None:
             _use_local_credentials()
-            return cls(local["region"], local["aws_endpoint"], api_url or local["api_url"], local.get("ca_cert"),
-                       decl.Names(local["account"], local["region"]))
+            return cls(
+                local["region"],
+                local["aws_endpoint"],
+                api_url or local["api_url"],
+                local.get("ca_cert"),
+                decl.Names(local["account"], local["region"]),
+            )
         import boto3
 
         session = boto3.session.Session()
@@ -66,10 +71,9 @@ class Backend:
             account = session.client("sts", region_name=region, endpoint_url=endpoint_url).get_caller_identity()[
                 "Account"
             ]
-        except Exception as error:  # noqa: BLE001 - any failure here means "no usable backend"
+        except Exception as error:
             raise BackendError(
-                "no local cloud is running (start one with `loopml local up`) and no AWS credentials work: "
-                f"{error}"
+                f"no local cloud is running (start one with `loopml local up`) and no AWS credentials work: {error}"
             ) from error
         return cls(region, endpoint_url, api_url, None, decl.Names(account, region))
 

@@ -73,7 +73,7 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
     return table
 
 
-def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]:
+def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]:  # noqa: PLR0915 - one story
     """Run the loop; returns what happened (for tests and the closing summary). Raises DemoFailure."""
     console = console or Console(file=sys.stdout)
     say = Narrator(console)
@@ -97,22 +97,28 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
         with say.stage("Declare the dataset contract"):
             contract = load_contract(CONTRACT.read_text())
             dataset, _ = registry.declare_dataset(contract)
-            say.say(f"dataset [bold]{contract.name}[/]: {len(contract.features)} features, target "
-                    f"'{contract.target}', contract v{dataset.contract_version}, retrain on {contract.retrain_on}")
+            say.say(
+                f"dataset [bold]{contract.name}[/]: {len(contract.features)} features, target "
+                f"'{contract.target}', contract v{dataset.contract_version}, retrain on {contract.retrain_on}"
+            )
 
         with say.stage("A clean upload lands in S3 → validated, versioned, pipeline started"):
             tags = upload("2026-01.csv", data.to_csv(data.customers(rows, seed=1)))
             say.check(tags.get("loopml-status") == "accepted", f"clean upload was not accepted: {tags}")
             version = registry.latest_dataset_version("churn")
             assert version is not None
-            say.say(f"accepted as dataset v{version.version}: {version.rows} rows, sha256 {version.sha256[:12]}…, "
-                    f"S3 version {version.object.version_id[:12]}…")
+            say.say(
+                f"accepted as dataset v{version.version}: {version.rows} rows, sha256 {version.sha256[:12]}…, "
+                f"S3 version {version.object.version_id[:12]}…"
+            )
             execution = cloud.pipeline_executions()[0]
             status = _wait(cloud, console, execution)
             say.check(status["status"] == "SUCCEEDED", f"pipeline {execution} ended {status['status']}")
             v1 = registry.champion_version("churn")
-            say.say(f"model [bold]churn v{v1.version}[/] is champion — holdout accuracy "
-                    f"{v1.metrics['accuracy']:.3f}, ONNX parity: {v1.parity.get('message', 'ok')}")
+            say.say(
+                f"model [bold]churn v{v1.version}[/] is champion — holdout accuracy "
+                f"{v1.metrics['accuracy']:.3f}, ONNX parity: {v1.parity.get('message', 'ok')}"
+            )
             summary["v1_metrics"] = v1.metrics
 
         server = ApiServer(cloud, port=0, tls=True).start()
@@ -120,14 +126,21 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
         try:
             with say.stage(f"Predictions over HTTPS ({server.url})"):
                 sample = data.requests_for(data.customers(3, seed=5))
-                status_code, headers, body = http_json("POST", f"{server.url}/v1/models/churn/predict",
-                                                       {"records": sample}, ca)
+                status_code, headers, body = http_json(
+                    "POST", f"{server.url}/v1/models/churn/predict", {"records": sample}, ca
+                )
                 say.check(status_code == 200, f"predict returned {status_code}: {body}")
                 say.say(f"200, X-Model-Version: {headers.get('X-Model-Version')}")
-                console.print(_table("   predictions", ["record", "label", "P(yes)"], [
-                    [json.dumps(r), p["label"], f"{p['probabilities']['yes']:.3f}"]
-                    for r, p in zip(sample, body["predictions"], strict=True)
-                ]))
+                console.print(
+                    _table(
+                        "   predictions",
+                        ["record", "label", "P(yes)"],
+                        [
+                            [json.dumps(r), p["label"], f"{p['probabilities']['yes']:.3f}"]
+                            for r, p in zip(sample, body["predictions"], strict=True)
+                        ],
+                    )
+                )
                 bad = [{**sample[0], "plan": "gold"}, {k: v for k, v in sample[1].items() if k != "region"}]
                 status_code, _, body = http_json("POST", f"{server.url}/v1/models/churn/predict", {"records": bad}, ca)
                 say.check(status_code == 422, f"bad request returned {status_code}")
@@ -140,9 +153,13 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
                 say.check(tags.get("loopml-status") == "quarantined", f"malformed upload not quarantined: {tags}")
                 report_key = next(k for k in store.list_keys(bucket, "quarantine/churn/") if k.endswith(".report.json"))
                 report = json.loads(store.get(bucket, report_key))
-                console.print(_table(f"   s3://{bucket}/{report_key}", ["check", "column", "rows", "why"], [
-                    [i["check"], i.get("column") or "-", _rows(i), i["message"][:80]] for i in report["issues"]
-                ]))
+                console.print(
+                    _table(
+                        f"   s3://{bucket}/{report_key}",
+                        ["check", "column", "rows", "why"],
+                        [[i["check"], i.get("column") or "-", _rows(i), i["message"][:80]] for i in report["issues"]],
+                    )
+                )
                 summary["quarantine_issues"] = len(report["issues"])
 
             with say.stage("Newer labelled data arrives (prices rose): versioned, waiting for the drift check"):
@@ -155,18 +172,25 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
             with say.stage("Drifted live traffic hits the API"):
                 shifted = data.requests_for(data.customers(400, seed=3, shifted=True))
                 for start in range(0, len(shifted), 100):
-                    code, _, _ = http_json("POST", f"{server.url}/v1/models/churn/predict",
-                                           {"records": shifted[start:start + 100]}, ca)
+                    code, _, _ = http_json(
+                        "POST", f"{server.url}/v1/models/churn/predict", {"records": shifted[start : start + 100]}, ca
+                    )
                     say.check(code == 200, f"predict returned {code}")
                 say.say(f"{len(shifted)} predictions served and captured for monitoring")
 
             with say.stage("The drift schedule fires: PSI against the training baseline → alert → retrain"):
                 result = cloud.fire_schedule()["checks"][0]
                 say.check(result["status"] == "drift", f"drift check found no drift: {result}")
-                console.print(_table("   population stability index (threshold 0.2)", ["feature", "PSI", ""], [
-                    [name, f"{psi:.3f}", "[red]drift[/]" if name in result["drifted"] else ""]
-                    for name, psi in result["per_feature"].items()
-                ]))
+                console.print(
+                    _table(
+                        "   population stability index (threshold 0.2)",
+                        ["feature", "PSI", ""],
+                        [
+                            [name, f"{psi:.3f}", "[red]drift[/]" if name in result["drifted"] else ""]
+                            for name, psi in result["per_feature"].items()
+                        ],
+                    )
+                )
                 alerts = cloud.alerts()
                 say.check(bool(alerts), "no alert was published")
                 say.say(f"SNS alert: [yellow]{alerts[0].get('Subject')}[/]")
@@ -174,25 +198,34 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
                 status = _wait(cloud, console, result["execution"])
                 say.check(status["status"] == "SUCCEEDED", f"retraining ended {status['status']}")
                 v2 = registry.model_versions("churn")[-1]
-                say.say(f"v{v2.version} evaluated against v{v1.version} on the same holdout (dataset "
-                        f"v{v2.dataset_version}): {v2.decision}")
+                say.say(
+                    f"v{v2.version} evaluated against v{v1.version} on the same holdout (dataset "
+                    f"v{v2.dataset_version}): {v2.decision}"
+                )
                 say.check(v2.promoted, f"v{v2.version} was not promoted: {v2.decision}")
                 summary["v2_metrics"], summary["v1_on_new_holdout"] = v2.metrics, v2.champion_metrics
 
             with say.stage("Serving the new champion"):
-                status_code, headers, body = http_json("POST", f"{server.url}/v1/models/churn/predict",
-                                                       {"records": shifted[:2]}, ca)
+                status_code, headers, body = http_json(
+                    "POST", f"{server.url}/v1/models/churn/predict", {"records": shifted[:2]}, ca
+                )
                 say.check(headers.get("X-Model-Version") == str(v2.version), "the API still serves the old champion")
-                say.say(f"X-Model-Version: {headers.get('X-Model-Version')} — predictions "
-                        f"{[p['label'] for p in body['predictions']]}")
+                say.say(
+                    f"X-Model-Version: {headers.get('X-Model-Version')} — predictions "
+                    f"{[p['label'] for p in body['predictions']]}"
+                )
         finally:
             server.stop()
 
         with say.stage("The audit trail, verified"):
             records = registry.audit_records()
-            console.print(_table("   audit trail", ["#", "action", "subject", "hash"], [
-                [r.seq, r.action, r.subject, r.hash[:12] + "…"] for r in records
-            ]))
+            console.print(
+                _table(
+                    "   audit trail",
+                    ["#", "action", "subject", "hash"],
+                    [[r.seq, r.action, r.subject, r.hash[:12] + "…"] for r in records],
+                )
+            )
             verification = registry.verify_audit()
             say.check(verification.ok, f"audit chain broken: {verification.problems}")
             say.say(f"[green]chain intact[/]: {verification.checked} records, each linked to the one before it")
@@ -201,11 +234,13 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
     total = time.perf_counter() - started
     summary["seconds"] = round(total, 1)
     summary["timings"] = {title: round(seconds, 2) for title, seconds in say.timings}
-    console.print(Panel.fit(
-        f"[bold green]The loop closed[/] in {total:.1f}s: v1 trained → served → drift detected → v2 trained, "
-        f"beat v1 on the same holdout and took over.\nFunction logs: {cloud.log_path}",
-        title="LoopML demo",
-    ))
+    console.print(
+        Panel.fit(
+            f"[bold green]The loop closed[/] in {total:.1f}s: v1 trained → served → drift detected → v2 trained, "
+            f"beat v1 on the same holdout and took over.\nFunction logs: {cloud.log_path}",
+            title="LoopML demo",
+        )
+    )
     return summary
 
 

@@ -7,7 +7,6 @@ LoopML stack deployed in the AWS account of your environment (or to `--endpoint-
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from loopml_core.contract import load_contract
 from loopml_core.errors import LoopMLError
 from loopml_core.logic.runs import start_training
 
-console = Console(file=sys.stdout)
+console = Console()  # resolves sys.stdout at each write, so click's test runner captures it
 
 
 class Context:
@@ -62,10 +61,16 @@ class LoopMLGroup(click.Group):
 
 
 @click.group(cls=LoopMLGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("--endpoint-url", envvar="LOOPML_ENDPOINT_URL", help="AWS API endpoint (default: the running local "
-              "cloud, else AWS).")
-@click.option("--api-url", envvar="LOOPML_API_URL", help="Inference API base URL (default: local cloud or the "
-              "stack's ApiUrl output).")
+@click.option(
+    "--endpoint-url",
+    envvar="LOOPML_ENDPOINT_URL",
+    help="AWS API endpoint (default: the running local cloud, else AWS).",
+)
+@click.option(
+    "--api-url",
+    envvar="LOOPML_API_URL",
+    help="Inference API base URL (default: local cloud or the stack's ApiUrl output).",
+)
 @click.pass_context
 def cli(ctx: click.Context, endpoint_url: str | None, api_url: str | None) -> None:
     """LoopML: validate data, train, register, serve and monitor models — on AWS or on your laptop.
@@ -107,8 +112,13 @@ def local() -> None:
 @click.option("--port", default=4566, show_default=True, help="Port of the AWS-compatible endpoint.")
 @click.option("--api-port", default=8443, show_default=True, help="Port of the inference REST API.")
 @click.option("--http", "plain_http", is_flag=True, help="Serve the API over plain HTTP instead of HTTPS.")
-@click.option("--drift-every", type=float, default=None, metavar="SECONDS",
-              help="Fire the drift schedule this often (default: the declared rate).")
+@click.option(
+    "--drift-every",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Fire the drift schedule this often (default: the declared rate).",
+)
 def local_up(port: int, api_port: int, plain_http: bool, drift_every: float | None) -> None:
     """Run the local cloud until Ctrl-C.
 
@@ -155,8 +165,13 @@ def datasets() -> None:
 
 
 @datasets.command("create")
-@click.option("--contract", "contract_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              required=True, help="Dataset contract, YAML or JSON.")
+@click.option(
+    "--contract",
+    "contract_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Dataset contract, YAML or JSON.",
+)
 @pass_context
 def datasets_create(ctx: Context, contract_file: Path) -> None:
     """Declare a dataset from its contract (or a new version of its contract).
@@ -171,11 +186,17 @@ def datasets_create(ctx: Context, contract_file: Path) -> None:
     contract = load_contract(contract_file.read_text())
     backend = ctx.backend
     dataset, changed = backend.registry.declare_dataset(contract)
-    backend.store.put(backend.names.data_bucket, f"contracts/{contract.name}/v{dataset.contract_version}.json",
-                      json.dumps(dataset.contract, indent=2).encode(), "application/json")
+    backend.store.put(
+        backend.names.data_bucket,
+        f"contracts/{contract.name}/v{dataset.contract_version}.json",
+        json.dumps(dataset.contract, indent=2).encode(),
+        "application/json",
+    )
     verb = "declared" if changed else "unchanged"
-    console.print(f"dataset [bold]{contract.name}[/] {verb}: contract v{dataset.contract_version}; upload to "
-                  f"s3://{backend.names.data_bucket}/incoming/{contract.name}/<file>.csv")
+    console.print(
+        f"dataset [bold]{contract.name}[/] {verb}: contract v{dataset.contract_version}; upload to "
+        f"s3://{backend.names.data_bucket}/incoming/{contract.name}/<file>.csv"
+    )
 
 
 @datasets.command("list")
@@ -183,8 +204,10 @@ def datasets_create(ctx: Context, contract_file: Path) -> None:
 def datasets_list(ctx: Context) -> None:
     """List datasets with their latest version."""
     registry = ctx.backend.registry
-    _table(["dataset", "task", "contract", "versions"],
-           [[d.name, d.contract["task"], f"v{d.contract_version}", d.latest_version] for d in registry.datasets()])
+    _table(
+        ["dataset", "task", "contract", "versions"],
+        [[d.name, d.contract["task"], f"v{d.contract_version}", d.latest_version] for d in registry.datasets()],
+    )
 
 
 @datasets.command("show")
@@ -194,9 +217,14 @@ def datasets_show(ctx: Context, name: str) -> None:
     """Show a dataset's versions (rows, hash, S3 version)."""
     registry = ctx.backend.registry
     registry.dataset(name)
-    _table(["version", "rows", "sha256", "object", "s3 version", "created"],
-           [[v.version, v.rows, v.sha256[:12], v.object.uri, v.object.version_id[:12], v.created_at]
-            for v in registry.dataset_versions(name)], title=f"dataset {name}")
+    _table(
+        ["version", "rows", "sha256", "object", "s3 version", "created"],
+        [
+            [v.version, v.rows, v.sha256[:12], v.object.uri, v.object.version_id[:12], v.created_at]
+            for v in registry.dataset_versions(name)
+        ],
+        title=f"dataset {name}",
+    )
 
 
 @cli.command()
@@ -224,8 +252,11 @@ def upload(ctx: Context, file: Path, dataset: str, wait: bool) -> None:
     if tags["loopml-status"] == "accepted":
         console.print(f"[green]accepted[/]: {dataset} v{tags.get('loopml-dataset-version')}")
         return
-    reports = [k for k in backend.store.list_keys(backend.names.data_bucket, f"quarantine/{dataset}/")
-               if k.endswith(f"{tags['version_id'][:16]}-{file.name}.report.json")]
+    reports = [
+        k
+        for k in backend.store.list_keys(backend.names.data_bucket, f"quarantine/{dataset}/")
+        if k.endswith(f"{tags['version_id'][:16]}-{file.name}.report.json")
+    ]
     console.print(f"[red]quarantined[/]: report at s3://{backend.names.data_bucket}/{reports[0] if reports else '?'}")
     if reports:
         report = json.loads(backend.store.get(backend.names.data_bucket, reports[0]))
@@ -254,12 +285,23 @@ def pipeline_status(ctx: Context, model: str | None, limit: int) -> None:
       loopml pipeline status --model churn
     """
     executions = [e for e in ctx.backend.pipeline.list() if model is None or e.model == model][:limit]
-    _table(["execution", "model", "status", "started", "result"], [
-        [e.name, e.model, e.status, f"{e.started_at:%Y-%m-%d %H:%M:%S}",
-         (f"v{e.output.get('version')} {'promoted' if e.output.get('promoted') else 'kept champion'}"
-          if e.output else "")]
-        for e in executions
-    ])
+    _table(
+        ["execution", "model", "status", "started", "result"],
+        [
+            [
+                e.name,
+                e.model,
+                e.status,
+                f"{e.started_at:%Y-%m-%d %H:%M:%S}",
+                (
+                    f"v{e.output.get('version')} {'promoted' if e.output.get('promoted') else 'kept champion'}"
+                    if e.output
+                    else ""
+                ),
+            ]
+            for e in executions
+        ],
+    )
 
 
 @pipeline.command("start")
@@ -279,8 +321,14 @@ def pipeline_start(ctx: Context, model: str, dataset_version: int | None) -> Non
         if latest is None:
             raise BackendError(f"dataset '{model}' has no versions yet; upload data first")
         dataset_version = latest.version
-    decision = start_training(backend.pipeline, model=model, dataset_version=dataset_version, trigger="manual",
-                              reason="started from the CLI", skip_if_running=True)
+    decision = start_training(
+        backend.pipeline,
+        model=model,
+        dataset_version=dataset_version,
+        trigger="manual",
+        reason="started from the CLI",
+        skip_if_running=True,
+    )
     name = decision.execution.name if decision.execution else "-"
     console.print(f"{'started' if decision.started else 'not started'}: {name} ({decision.reason})")
 
@@ -302,7 +350,9 @@ def models_list(ctx: Context) -> None:
     for name in registry.models():
         champion = registry.champion(name)
         versions = registry.model_versions(name)
-        rows.append([name, len(versions), f"v{champion.version}" if champion else "-", champion.since if champion else ""])
+        rows.append(
+            [name, len(versions), f"v{champion.version}" if champion else "-", champion.since if champion else ""]
+        )
     _table(["model", "versions", "champion", "since"], rows)
 
 
@@ -323,14 +373,27 @@ def models_show(ctx: Context, name: str, as_json: bool) -> None:
         raise BackendError(f"model '{name}' has no versions")
     champion = registry.champion(name)
     if as_json:
-        _print_json({"champion": champion.version if champion else None,
-                     "versions": [v.model_dump(mode="json") for v in versions]})
+        _print_json(
+            {
+                "champion": champion.version if champion else None,
+                "versions": [v.model_dump(mode="json") for v in versions],
+            }
+        )
         return
-    _table(["version", "", "dataset", "metrics", "decision"], [
-        [f"v{v.version}", "champion" if champion and champion.version == v.version else "", f"v{v.dataset_version}",
-         ", ".join(f"{k} {val:.3f}" for k, val in v.metrics.items()), v.decision]
-        for v in versions
-    ], title=f"model {name}")
+    _table(
+        ["version", "", "dataset", "metrics", "decision"],
+        [
+            [
+                f"v{v.version}",
+                "champion" if champion and champion.version == v.version else "",
+                f"v{v.dataset_version}",
+                ", ".join(f"{k} {val:.3f}" for k, val in v.metrics.items()),
+                v.decision,
+            ]
+            for v in versions
+        ],
+        title=f"model {name}",
+    )
 
 
 @models.command("rollback")
@@ -350,10 +413,20 @@ def models_rollback(ctx: Context, name: str, version: int) -> None:
 
 @cli.command()
 @click.argument("name")
-@click.option("--records", "records_file", type=click.File("r"), default=None,
-              help='JSON file with {"records": [...]} or a list of records ("-" for stdin).')
-@click.option("--record", "pairs", multiple=True, metavar="FEATURE=VALUE",
-              help="One record given inline, e.g. --record plan=pro --record tenure_months=3.")
+@click.option(
+    "--records",
+    "records_file",
+    type=click.File("r"),
+    default=None,
+    help='JSON file with {"records": [...]} or a list of records ("-" for stdin).',
+)
+@click.option(
+    "--record",
+    "pairs",
+    multiple=True,
+    metavar="FEATURE=VALUE",
+    help="One record given inline, e.g. --record plan=pro --record tenure_months=3.",
+)
 @pass_context
 def predict(ctx: Context, name: str, records_file: Any, pairs: tuple[str, ...]) -> None:
     """Get predictions from a model's champion through the inference API.
@@ -371,7 +444,7 @@ def predict(ctx: Context, name: str, records_file: Any, pairs: tuple[str, ...]) 
         records = [dict(_parse_pair(pair) for pair in pairs)]
     else:
         raise click.UsageError("give --records FILE or --record FEATURE=VALUE")
-    status, headers, body = ctx.backend.http("POST", f"/v1/models/{name}/predict", {"records": records})
+    status, _headers, body = ctx.backend.http("POST", f"/v1/models/{name}/predict", {"records": records})
     _print_json(body)
     if status >= 400:
         raise SystemExit(1)
@@ -408,11 +481,20 @@ def drift_check(ctx: Context, name: str) -> None:
     Example:
       loopml drift check churn
     """
-    reply = ctx.backend.invoke("drift_check", {
-        "version": "0", "id": "cli", "detail-type": "Scheduled Event", "source": "aws.events",
-        "account": ctx.backend.names.account, "time": "1970-01-01T00:00:00Z", "region": ctx.backend.region,
-        "resources": [], "detail": {"model": name},
-    })
+    reply = ctx.backend.invoke(
+        "drift_check",
+        {
+            "version": "0",
+            "id": "cli",
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": ctx.backend.names.account,
+            "time": "1970-01-01T00:00:00Z",
+            "region": ctx.backend.region,
+            "resources": [],
+            "detail": {"model": name},
+        },
+    )
     for check in reply["checks"]:
         console.print(f"{check['model']}: [bold]{check['status']}[/] on {check['rows']} rows {check['action']}")
         if check["per_feature"]:

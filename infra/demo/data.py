@@ -31,14 +31,16 @@ def customers(rows: int, *, seed: int, shifted: bool = False) -> list[dict[str, 
         else:
             score = 0.8 - 0.06 * tenure + 0.45 * calls + (0.7 if plan == "basic" else -0.4)
         churned = rng.random() < 1 / (1 + math.exp(-score))
-        records.append({
-            "tenure_months": tenure,
-            "monthly_charges": round(max(0.0, price), 2),
-            "support_calls": calls,
-            "plan": plan,
-            "region": region,
-            "churned": "yes" if churned else "no",
-        })
+        records.append(
+            {
+                "tenure_months": tenure,
+                "monthly_charges": round(max(0.0, price), 2),
+                "support_calls": calls,
+                "plan": plan,
+                "region": region,
+                "churned": "yes" if churned else "no",
+            }
+        )
     return records
 
 

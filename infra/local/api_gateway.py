@@ -62,8 +62,10 @@ def proxy_event(method: str, raw_path: str, headers: dict[str, str], body: bytes
                     "protocol": "HTTP/1.1",
                     "requestId": str(uuid.uuid4()),
                     "requestTimeEpoch": int(time.time() * 1000),
-                    "identity": {"sourceIp": headers.get("X-Forwarded-For", "127.0.0.1"),
-                                 "userAgent": headers.get("User-Agent", "")},
+                    "identity": {
+                        "sourceIp": headers.get("X-Forwarded-For", "127.0.0.1"),
+                        "userAgent": headers.get("User-Agent", ""),
+                    },
                 },
                 "body": text,
                 "isBase64Encoded": encoded,
@@ -116,9 +118,9 @@ def _handler_class(gateway: ApiGateway) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve  # noqa: N815 - http.server's naming
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return  # the functions' own logs say what happened
 
     return Handler

@@ -115,13 +115,15 @@ class HandlerRunner:
                     payload = json.loads(event) if isinstance(event, str | bytes) else event
                     result = handler(payload, LambdaContext(function_name, spec.memory_mb, spec.timeout_s))
                 reply = json.dumps(result)
-            except Exception as error:  # noqa: BLE001 - Lambda reports any handler exception as a function error
+            except Exception as error:
                 errored = True
-                reply = json.dumps({
-                    "errorMessage": str(error),
-                    "errorType": type(error).__name__,
-                    "stackTrace": traceback.format_exception(error)[-5:],
-                })
+                reply = json.dumps(
+                    {
+                        "errorMessage": str(error),
+                        "errorType": type(error).__name__,
+                        "stackTrace": traceback.format_exception(error)[-5:],
+                    }
+                )
             logs = output.getvalue()
             self.log_stream.write(logs)
             if errored:
@@ -154,8 +156,10 @@ def _aws_shaped_s3_event(original: Callable[..., dict[str, Any]]) -> Callable[..
         for record in event["Records"]:
             record["userIdentity"] = {"principalId": "AWS:LOCAL"}
             record["requestParameters"] = {"sourceIPAddress": "127.0.0.1"}
-            record["responseElements"] = {"x-amz-request-id": uuid.uuid4().hex[:16].upper(),
-                                          "x-amz-id-2": uuid.uuid4().hex}
+            record["responseElements"] = {
+                "x-amz-request-id": uuid.uuid4().hex[:16].upper(),
+                "x-amz-id-2": uuid.uuid4().hex,
+            }
             record["s3"]["bucket"]["ownerIdentity"] = {"principalId": "LOCAL"}
             record["s3"]["object"]["sequencer"] = f"{time.time_ns():X}"
             version_id = getattr(key, "version_id", None)
@@ -274,11 +278,14 @@ class LocalCloud:
         inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=inbox_arn)
 
-        trust = json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
-                           "Action": "sts:AssumeRole"}],
-        })
+        trust = json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+        )
         for spec in decl.FUNCTIONS.values():
             role = iam.create_role(RoleName=f"{spec.physical_name()}-role", AssumeRolePolicyDocument=trust)
             lam.create_function(
@@ -297,12 +304,20 @@ class LocalCloud:
         s3.put_bucket_notification_configuration(
             Bucket=self.names.data_bucket,
             NotificationConfiguration={
-                "LambdaFunctionConfigurations": [{
-                    "LambdaFunctionArn": self.names.function_arn(function_key),
-                    "Events": ["s3:ObjectCreated:*"],
-                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix},
-                                                       {"Name": "suffix", "Value": suffix}]}},
-                }]
+                "LambdaFunctionConfigurations": [
+                    {
+                        "LambdaFunctionArn": self.names.function_arn(function_key),
+                        "Events": ["s3:ObjectCreated:*"],
+                        "Filter": {
+                            "Key": {
+                                "FilterRules": [
+                                    {"Name": "prefix", "Value": prefix},
+                                    {"Name": "suffix", "Value": suffix},
+                                ]
+                            }
+                        },
+                    }
+                ]
             },
         )
 
@@ -404,4 +419,3 @@ class LocalCloud:
             "functions": {key: spec.physical_name() for key, spec in decl.FUNCTIONS.items()},
             "logs": str(self.log_path),
         }
-

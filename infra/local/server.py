@@ -15,8 +15,16 @@ from infra.local.api_gateway import ApiServer
 from infra.local.cloud import LocalCloud
 
 
-def serve(*, port: int, api_port: int, tls: bool, drift_every: float | None, console: Console,
-          host: str = "127.0.0.1", stop: threading.Event | None = None) -> None:
+def serve(
+    *,
+    port: int,
+    api_port: int,
+    tls: bool,
+    drift_every: float | None,
+    console: Console,
+    host: str = "127.0.0.1",
+    stop: threading.Event | None = None,
+) -> None:
     from moto.server import ThreadedMotoServer
 
     stop = stop or threading.Event()
@@ -42,18 +50,20 @@ def serve(*, port: int, api_port: int, tls: bool, drift_every: float | None, con
                 checks = cloud.fire_schedule()["checks"]
                 for check in checks:
                     console.print(f"[dim]drift schedule:[/] {check['model']} {check['status']} {check['action']}")
-            except Exception as error:  # noqa: BLE001 - a failed tick is reported and the next one still runs
+            except Exception as error:
                 console.print(f"[red]drift schedule failed:[/] {error}")
 
     ticker = threading.Thread(target=tick, name="drift-schedule", daemon=True)
     ticker.start()
-    console.print(f"[bold green]LoopML local cloud is up[/]\n"
-                  f"  AWS endpoint   {info['aws_endpoint']}\n"
-                  f"  inference API  {info['api_url']}" + (f"  (CA: {info['ca_cert']})" if tls else "") + "\n"
-                  f"  data bucket    {info['data_bucket']}\n"
-                  f"  drift schedule every {interval:.0f}s\n"
-                  f"  function logs  {info['logs']}\n"
-                  "Ctrl-C to stop.")
+    console.print(
+        f"[bold green]LoopML local cloud is up[/]\n"
+        f"  AWS endpoint   {info['aws_endpoint']}\n"
+        f"  inference API  {info['api_url']}" + (f"  (CA: {info['ca_cert']})" if tls else "") + "\n"
+        f"  data bucket    {info['data_bucket']}\n"
+        f"  drift schedule every {interval:.0f}s\n"
+        f"  function logs  {info['logs']}\n"
+        "Ctrl-C to stop."
+    )
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

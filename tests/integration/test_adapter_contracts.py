@@ -76,8 +76,10 @@ def table(request, moto_env):
     client.create_table(
         TableName="contract-table",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                              {"AttributeName": "sk", "AttributeType": "S"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
         BillingMode="PAY_PER_REQUEST",
     )
     return DynamoTable("contract-table", client)
@@ -121,8 +123,9 @@ def runner(request, moto_env):
         return InMemoryPipelineRunner()
     sfn = boto3.client("stepfunctions", region_name="us-east-1")
     definition = {"StartAt": "Hold", "States": {"Hold": {"Type": "Pass", "End": True}}}
-    arn = sfn.create_state_machine(name="contract", definition=json.dumps(definition),
-                                   roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
+    arn = sfn.create_state_machine(
+        name="contract", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/sfn"
+    )["stateMachineArn"]
     return StepFunctionsRunner(arn, sfn)  # moto without the interpreter keeps executions RUNNING
 
 

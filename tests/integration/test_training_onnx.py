@@ -9,12 +9,13 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn import metrics as skm
+
 from loopml_core import training
 from loopml_core.contract import DatasetContract
 from loopml_core.evaluation import check_parity, compute_metrics, read_holdout
 from loopml_core.serving import ModelContractError, OnnxModel
 from loopml_core.training import TrainingError, read_dataset, train
-from sklearn import metrics as skm
 
 PLANS = ("basic", "pro", "enterprise")
 PLAN_EFFECT = {"basic": -1.0, "pro": 0.5, "enterprise": 1.5}

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from loopml_core.contract import DatasetContract
 from loopml_core.drift import build_profile, compare, population_stability_index
 

@@ -37,24 +37,57 @@ def world():
     tenure = rng.integers(0, 60, 2000)
     plans = rng.choice(["basic", "pro"], 2000, p=[0.7, 0.3])
     labels = [{"label": "yes" if t < 10 else "no"} for t in tenure]
-    baseline = store.put(BUCKET, "baseline.json", json.dumps(
-        build_profile(CONTRACT, {"tenure_months": tenure, "plan": plans}, labels)).encode())
+    baseline = store.put(
+        BUCKET,
+        "baseline.json",
+        json.dumps(build_profile(CONTRACT, {"tenure_months": tenure, "plan": plans}, labels)).encode(),
+    )
     ref = ObjectRef(bucket=BUCKET, key="baseline.json", version_id=baseline.version_id)
-    registry.register_dataset_version("churn", source_id="s@1", build=lambda n: DatasetVersion(
-        dataset="churn", version=n, object=ref, source_key="k", sha256="x", rows=2000, contract_version=1,
-        created_at="t"))
-    registry.register_model_version("churn", "run-1", lambda n: ModelVersion(
-        model="churn", version=n, task="classification", dataset_version=1, execution="run-1", artifact=ref,
-        baseline=ref, metrics={}, code_version="t", promoted=True, decision="first", created_at="t"),
-        promote=True, trigger="upload")
+    registry.register_dataset_version(
+        "churn",
+        source_id="s@1",
+        build=lambda n: DatasetVersion(
+            dataset="churn",
+            version=n,
+            object=ref,
+            source_key="k",
+            sha256="x",
+            rows=2000,
+            contract_version=1,
+            created_at="t",
+        ),
+    )
+    registry.register_model_version(
+        "churn",
+        "run-1",
+        lambda n: ModelVersion(
+            model="churn",
+            version=n,
+            task="classification",
+            dataset_version=1,
+            execution="run-1",
+            artifact=ref,
+            baseline=ref,
+            metrics={},
+            code_version="t",
+            promoted=True,
+            decision="first",
+            created_at="t",
+        ),
+        promote=True,
+        trigger="upload",
+    )
     monitor = DriftMonitor(store, registry, pipeline, notifier, BUCKET, threshold=0.2, min_rows=50)
     return monitor, store, pipeline, notifier, registry
 
 
 def _capture(store, records, version=1, name="000"):
     outputs = [{"label": "yes" if r["tenure_months"] < 10 else "no"} for r in records]
-    store.put(BUCKET, f"captures/churn/{name}.json",
-              json.dumps({"version": version, "records": records, "outputs": outputs}).encode())
+    store.put(
+        BUCKET,
+        f"captures/churn/{name}.json",
+        json.dumps({"version": version, "records": records, "outputs": outputs}).encode(),
+    )
 
 
 def _traffic(n, shifted, seed=1):
@@ -65,7 +98,7 @@ def _traffic(n, shifted, seed=1):
 
 
 def test_too_little_traffic_waits_and_keeps_it_for_next_time(world):
-    monitor, store, pipeline, notifier, _ = world
+    monitor, store, _pipeline, _notifier, _ = world
     _capture(store, _traffic(20, shifted=True), name="001")
     assert monitor.check("churn").status == "insufficient-data"
     _capture(store, _traffic(60, shifted=True, seed=2), name="002")
@@ -87,8 +120,12 @@ def test_drift_alerts_audits_and_retrains_on_the_latest_data(world):
     outcome = monitor.check("churn")
     assert outcome.status == "drift" and "tenure_months" in outcome.drifted and "plan" in outcome.drifted
     [execution] = pipeline.list()
-    assert execution.input["run"] == {"model": "churn", "dataset_version": 1, "trigger": "drift",
-                                      "reason": outcome.action and execution.input["run"]["reason"]}
+    assert execution.input["run"] == {
+        "model": "churn",
+        "dataset_version": 1,
+        "trigger": "drift",
+        "reason": outcome.action and execution.input["run"]["reason"],
+    }
     assert "tenure_months" in notifier.sent[0].message
     assert registry.audit_records()[-1].action == "model.drift.detected"
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+
 from loopml_core.contract import DatasetContract
 from loopml_core.evaluation import (
     PRIMARY_METRIC,

@@ -30,18 +30,36 @@ def registry():
 
 
 def _dataset_version(number: int, sha: str = "abc") -> DatasetVersion:
-    return DatasetVersion(dataset="churn", version=number, object=ObjectRef(bucket="b", key=f"k{number}", version_id="v"),
-                          source_key="incoming/churn/a.csv", sha256=sha, rows=100, contract_version=1,
-                          created_at="2026-01-01T00:00:00Z")
+    return DatasetVersion(
+        dataset="churn",
+        version=number,
+        object=ObjectRef(bucket="b", key=f"k{number}", version_id="v"),
+        source_key="incoming/churn/a.csv",
+        sha256=sha,
+        rows=100,
+        contract_version=1,
+        created_at="2026-01-01T00:00:00Z",
+    )
 
 
 def _model_version(execution: str, promoted: bool):
     def build(number: int) -> ModelVersion:
         ref = ObjectRef(bucket="a", key=f"models/{execution}", version_id="1")
-        return ModelVersion(model="churn", version=number, task="classification", dataset_version=1,
-                            execution=execution, artifact=ref, baseline=ref, metrics={"accuracy": 0.9},
-                            code_version="test", promoted=promoted, decision="because",
-                            created_at="2026-01-01T00:00:00Z")
+        return ModelVersion(
+            model="churn",
+            version=number,
+            task="classification",
+            dataset_version=1,
+            execution=execution,
+            artifact=ref,
+            baseline=ref,
+            metrics={"accuracy": 0.9},
+            code_version="test",
+            promoted=promoted,
+            decision="because",
+            created_at="2026-01-01T00:00:00Z",
+        )
+
     return build
 
 
@@ -70,34 +88,39 @@ def test_unknown_dataset_is_not_found(registry):
 def test_promotion_moves_the_champion_and_a_loser_leaves_it(registry):
     with pytest.raises(NotFoundError, match="does not exist"):
         registry.champion_version("churn")
-    v1, _ = registry.register_model_version("churn", "run-1", _model_version("run-1", True), promote=True,
-                                            trigger="upload")
-    v2, _ = registry.register_model_version("churn", "run-2", _model_version("run-2", False), promote=False,
-                                            trigger="drift")
+    v1, _ = registry.register_model_version(
+        "churn", "run-1", _model_version("run-1", True), promote=True, trigger="upload"
+    )
+    v2, _ = registry.register_model_version(
+        "churn", "run-2", _model_version("run-2", False), promote=False, trigger="drift"
+    )
     assert (v1.version, v2.version) == (1, 2)
     assert registry.champion_version("churn").version == 1
     registry.set_champion("churn", 2, reason="manual")
     assert registry.champion("churn").version == 2
     actions = [r.action for r in registry.audit_records("model/churn")]
-    assert actions == ["model.version.registered", "model.alias.moved", "model.version.registered",
-                       "model.alias.moved"]
+    assert actions == ["model.version.registered", "model.alias.moved", "model.version.registered", "model.alias.moved"]
 
 
 def test_registering_is_idempotent_per_execution(registry):
-    first, created = registry.register_model_version("churn", "run-1", _model_version("run-1", True), promote=True,
-                                                     trigger="upload")
-    again, created_again = registry.register_model_version("churn", "run-1", _model_version("run-1", True),
-                                                           promote=True, trigger="upload")
+    first, created = registry.register_model_version(
+        "churn", "run-1", _model_version("run-1", True), promote=True, trigger="upload"
+    )
+    again, created_again = registry.register_model_version(
+        "churn", "run-1", _model_version("run-1", True), promote=True, trigger="upload"
+    )
     assert (first.version, created, again.version, created_again) == (1, True, 1, False)
     assert len(registry.model_versions("churn")) == 1
 
 
 def test_a_failed_run_is_recorded_once_and_the_champion_is_untouched(registry):
     registry.register_model_version("churn", "run-1", _model_version("run-1", True), promote=True, trigger="upload")
-    run, created = registry.record_run_failure("churn", "run-2", error="States.TaskFailed", cause="boom",
-                                               trigger="drift", dataset_version=1)
-    _, created_again = registry.record_run_failure("churn", "run-2", error="x", cause="y", trigger="drift",
-                                                   dataset_version=1)
+    run, created = registry.record_run_failure(
+        "churn", "run-2", error="States.TaskFailed", cause="boom", trigger="drift", dataset_version=1
+    )
+    _, created_again = registry.record_run_failure(
+        "churn", "run-2", error="x", cause="y", trigger="drift", dataset_version=1
+    )
     assert (run.status.value, created, created_again) == ("FAILED", True, False)
     assert registry.champion("churn").version == 1
     assert registry.audit_records()[-1].action == "pipeline.run.failed"
@@ -107,8 +130,9 @@ def test_a_change_that_conflicts_writes_no_audit_record(registry):
     registry.register_model_version("churn", "run-1", _model_version("run-1", True), promote=True, trigger="upload")
     before = len(registry.audit_records())
     with pytest.raises(ConflictError):
-        registry._commit([Put({"pk": "MODEL#churn", "sk": "META", "latest_version": 9}, if_absent=True)],
-                         [Event("x", "y")])
+        registry._commit(
+            [Put({"pk": "MODEL#churn", "sk": "META", "latest_version": 9}, if_absent=True)], [Event("x", "y")]
+        )
     assert len(registry.audit_records()) == before
     assert registry.verify_audit().ok
 

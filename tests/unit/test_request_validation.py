@@ -27,7 +27,10 @@ def _problems(records, max_records=10):
 
 
 def test_valid_records_pass_through():
-    assert validate_records(CONTRACT, [GOOD, {**GOOD, "monthly_charges": 3}], 10) == [GOOD, {**GOOD, "monthly_charges": 3}]
+    assert validate_records(CONTRACT, [GOOD, {**GOOD, "monthly_charges": 3}], 10) == [
+        GOOD,
+        {**GOOD, "monthly_charges": 3},
+    ]
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from loopml_core.contract import DatasetContract
 from loopml_core.training import train
 

@@ -13,10 +13,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from loopml_core.adapters.table import Item, Put, Table
 from loopml_core.clock import iso
 from loopml_core.contract import DatasetContract
 from loopml_core.errors import ConflictError, NotFoundError
-from loopml_core.adapters.table import Item, Put, Table
 from loopml_core.models import (
     CHAMPION,
     AuditRecord,
@@ -114,9 +114,7 @@ class Registry:
                 audit_puts.append(Put(_doc_item(AUDIT_PK, _audit_sk(seq), record.model_dump()), if_absent=True))
                 prev_hash = record.hash
             head_item: Item = {"pk": AUDIT_PK, "sk": AUDIT_HEAD_SK, "seq": seq, "hash": prev_hash}
-            head_put = (
-                Put(head_item, if_equals={"seq": int(head["seq"])}) if head else Put(head_item, if_absent=True)
-            )
+            head_put = Put(head_item, if_equals={"seq": int(head["seq"])}) if head else Put(head_item, if_absent=True)
             try:
                 self.table.transact([*puts, *audit_puts, head_put])
                 return records
@@ -254,9 +252,13 @@ class Registry:
         items = self.table.query(_dataset_pk(name), "V#", newest_first=True, limit=1)
         return DatasetVersion(**_doc(items[0])) if items else None
 
-    def record_quarantine(self, dataset: str, source_key: str, quarantine_uri: str, report_uri: str, summary: str) -> None:
+    def record_quarantine(
+        self, dataset: str, source_key: str, quarantine_uri: str, report_uri: str, summary: str
+    ) -> None:
         """Audit a rejected upload. Idempotent per quarantined object."""
-        marker = Put({"pk": _dataset_pk(dataset or "_undeclared"), "sk": f"QUARANTINE#{quarantine_uri}"}, if_absent=True)
+        marker = Put(
+            {"pk": _dataset_pk(dataset or "_undeclared"), "sk": f"QUARANTINE#{quarantine_uri}"}, if_absent=True
+        )
         event = Event(
             "dataset.upload.quarantined",
             f"dataset/{dataset or '_undeclared'}",
@@ -292,15 +294,20 @@ class Registry:
             puts = [
                 Put(meta_item, if_equals={"latest_version": latest}) if meta else Put(meta_item, if_absent=True),
                 Put(_doc_item(_model_pk(name), _version_sk(number), record.model_dump()), if_absent=True),
-                Put(self._run_item(PipelineRun(
-                    model=name,
-                    execution=record.execution,
-                    status=RunStatus.SUCCEEDED,
-                    trigger=trigger,
-                    dataset_version=record.dataset_version,
-                    model_version=number,
-                    finished_at=record.created_at,
-                )), if_absent=True),
+                Put(
+                    self._run_item(
+                        PipelineRun(
+                            model=name,
+                            execution=record.execution,
+                            status=RunStatus.SUCCEEDED,
+                            trigger=trigger,
+                            dataset_version=record.dataset_version,
+                            model_version=number,
+                            finished_at=record.created_at,
+                        )
+                    ),
+                    if_absent=True,
+                ),
             ]
             if not meta:
                 puts.append(Put({"pk": MODELS_INDEX_PK, "sk": name}, if_absent=True))
@@ -465,5 +472,7 @@ class Registry:
         if head is None and items:
             problems.append("the audit head is missing")
         elif head is not None and (int(head["seq"]) != last_seq or head["hash"] != prev_hash):
-            problems.append(f"the chain ends at record {last_seq} but the head says {head['seq']}: records were removed")
+            problems.append(
+                f"the chain ends at record {last_seq} but the head says {head['seq']}: records were removed"
+            )
         return AuditVerification(ok=not problems, checked=len(items), problems=problems)

@@ -34,7 +34,9 @@ class ObjectStore(ABC):
         """Read an object (a specific version when given). Raises NotFoundError."""
 
     @abstractmethod
-    def copy(self, bucket: str, key: str, dest_bucket: str, dest_key: str, version_id: str | None = None) -> StoredObject:
+    def copy(
+        self, bucket: str, key: str, dest_bucket: str, dest_key: str, version_id: str | None = None
+    ) -> StoredObject:
         """Copy an object (a specific version when given); the source stays where it is."""
 
     @abstractmethod
@@ -80,7 +82,9 @@ class S3ObjectStore(ObjectStore):
             raise
         return body
 
-    def copy(self, bucket: str, key: str, dest_bucket: str, dest_key: str, version_id: str | None = None) -> StoredObject:
+    def copy(
+        self, bucket: str, key: str, dest_bucket: str, dest_key: str, version_id: str | None = None
+    ) -> StoredObject:
         source: dict[str, str] = {"Bucket": bucket, "Key": key}
         if version_id and version_id != "null":
             source["VersionId"] = version_id
@@ -145,7 +149,9 @@ class InMemoryObjectStore(ObjectStore):
     def get(self, bucket: str, key: str, version_id: str | None = None) -> bytes:
         return self._version(bucket, key, version_id)[1]
 
-    def copy(self, bucket: str, key: str, dest_bucket: str, dest_key: str, version_id: str | None = None) -> StoredObject:
+    def copy(
+        self, bucket: str, key: str, dest_bucket: str, dest_key: str, version_id: str | None = None
+    ) -> StoredObject:
         return self.put(dest_bucket, dest_key, self._version(bucket, key, version_id)[1])
 
     def list_keys(self, bucket: str, prefix: str, start_after: str | None = None) -> list[str]:

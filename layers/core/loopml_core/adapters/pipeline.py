@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -58,10 +59,9 @@ class StepFunctionsRunner(PipelineRunner):
         return self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
 
     def start(self, name: str, payload: dict[str, Any]) -> Execution:
-        try:
+        # A redelivered event: the execution it asked for already exists.
+        with contextlib.suppress(self.client.exceptions.ExecutionAlreadyExists):
             self.client.start_execution(stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(payload))
-        except self.client.exceptions.ExecutionAlreadyExists:
-            pass  # a redelivered event: the execution it asked for already exists
         return self.describe(name)
 
     def describe(self, name: str) -> Execution:
@@ -98,8 +98,9 @@ class InMemoryPipelineRunner(PipelineRunner):
     def start(self, name: str, payload: dict[str, Any]) -> Execution:
         if name not in self._executions:
             arn = self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
-            self._executions[name] = Execution(name, arn, "RUNNING", json.loads(json.dumps(payload)), None,
-                                               datetime.now(UTC))
+            self._executions[name] = Execution(
+                name, arn, "RUNNING", json.loads(json.dumps(payload)), None, datetime.now(UTC)
+            )
         return self._executions[name]
 
     def finish(self, name: str, status: str = "SUCCEEDED", output: dict[str, Any] | None = None) -> None:

@@ -33,7 +33,9 @@ class Table(ABC):
         """The item at (pk, sk), strongly consistent, or None."""
 
     @abstractmethod
-    def query(self, pk: str, sk_prefix: str = "", *, newest_first: bool = False, limit: int | None = None) -> list[Item]:
+    def query(
+        self, pk: str, sk_prefix: str = "", *, newest_first: bool = False, limit: int | None = None
+    ) -> list[Item]:
         """Items under `pk` whose sort key starts with `sk_prefix`, in sort-key order."""
 
     @abstractmethod
@@ -93,7 +95,9 @@ class DynamoTable(Table):
         )
         return _from_dynamo(reply["Item"]) if "Item" in reply else None
 
-    def query(self, pk: str, sk_prefix: str = "", *, newest_first: bool = False, limit: int | None = None) -> list[Item]:
+    def query(
+        self, pk: str, sk_prefix: str = "", *, newest_first: bool = False, limit: int | None = None
+    ) -> list[Item]:
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "pk = :pk",
@@ -147,7 +151,9 @@ class InMemoryTable(Table):
         item = self._items.get((pk, sk))
         return copy.deepcopy(item) if item is not None else None
 
-    def query(self, pk: str, sk_prefix: str = "", *, newest_first: bool = False, limit: int | None = None) -> list[Item]:
+    def query(
+        self, pk: str, sk_prefix: str = "", *, newest_first: bool = False, limit: int | None = None
+    ) -> list[Item]:
         keys = sorted((k for k in self._items if k[0] == pk and k[1].startswith(sk_prefix)), reverse=newest_first)
         return [copy.deepcopy(self._items[k]) for k in keys[:limit]]
 

@@ -128,10 +128,16 @@ class PredictionService:
         self._capture(loaded, checked, predictions, request_id)
         return loaded.version, predictions
 
-    def _capture(self, loaded: LoadedModel, records: list[dict[str, Any]], outputs: list[dict[str, Any]],
-                 request_id: str) -> None:
+    def _capture(
+        self, loaded: LoadedModel, records: list[dict[str, Any]], outputs: list[dict[str, Any]], request_id: str
+    ) -> None:
         now = utc_now()
         key = f"{CAPTURES}{loaded.name}/{now:%Y/%m/%d/%H%M%S%f}-{request_id}.json"
-        document = {"model": loaded.name, "version": loaded.version, "at": now.isoformat(), "records": records,
-                    "outputs": outputs}
+        document = {
+            "model": loaded.name,
+            "version": loaded.version,
+            "at": now.isoformat(),
+            "records": records,
+            "outputs": outputs,
+        }
         self.store.put(self.artifact_bucket, key, json.dumps(document).encode(), "application/json")

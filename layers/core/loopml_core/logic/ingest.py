@@ -69,7 +69,8 @@ class Ingestor:
         source_id = f"{upload.key}@{upload.version_id or hashlib.sha256(body).hexdigest()[:16]}"
         name = dataset_of(upload.key)
         if name is None:
-            return self._quarantine(upload, None, body, [_problem("location", f"uploads go to {INCOMING}<dataset>/<file>.csv, not {upload.key}")])
+            where = f"uploads go to {INCOMING}<dataset>/<file>.csv, not {upload.key}"
+            return self._quarantine(upload, None, body, [_problem("location", where)])
         try:
             contract = self.registry.contract(name)
         except NotFoundError as error:
@@ -84,8 +85,9 @@ class Ingestor:
         dataset_key_stem = f"{DATASETS}{name}"
 
         def build(number: int) -> DatasetVersion:
-            stored = self.store.copy(upload.bucket, upload.key, upload.bucket, f"{dataset_key_stem}/v{number}/data.csv",
-                                     upload.version_id)
+            stored = self.store.copy(
+                upload.bucket, upload.key, upload.bucket, f"{dataset_key_stem}/v{number}/data.csv", upload.version_id
+            )
             return DatasetVersion(
                 dataset=name,
                 version=number,
@@ -100,8 +102,12 @@ class Ingestor:
 
         version, created = self.registry.register_dataset_version(name, source_id=source_id, build=build)
         execution = self._maybe_train(contract, version)
-        self.store.tag(upload.bucket, upload.key, {STATUS_TAG: "accepted", "loopml-dataset-version": str(version.version)},
-                       upload.version_id)
+        self.store.tag(
+            upload.bucket,
+            upload.key,
+            {STATUS_TAG: "accepted", "loopml-dataset-version": str(version.version)},
+            upload.version_id,
+        )
         return IngestOutcome(
             status="accepted" if created else "duplicate",
             dataset=name,
@@ -140,8 +146,9 @@ class Ingestor:
             "issues": issues,
             "checked_at": iso(),
         }
-        report = self.store.put(upload.bucket, f"{stem}.report.json", json.dumps(report_doc, indent=2).encode(),
-                                "application/json")
+        report = self.store.put(
+            upload.bucket, f"{stem}.report.json", json.dumps(report_doc, indent=2).encode(), "application/json"
+        )
         self.store.tag(upload.bucket, upload.key, {STATUS_TAG: "quarantined"}, upload.version_id)
         self.registry.record_quarantine(name or "", upload.key, quarantined.uri, report.uri, summary)
         return IngestOutcome(
@@ -150,16 +157,14 @@ class Ingestor:
 
 
 def _problem(check: str, message: str) -> dict[str, Any]:
-    return {"check": check, "column": None, "rows": [], "row_count": 0, "message": message}
+    """A file-level issue, shaped like validation's Issue."""
+    return {"check": check, "column": None, "rows": [], "lines": [], "row_count": 0, "message": message}
 
 
 def _profile(contract: DatasetContract, body: bytes) -> dict[str, Any]:
-    """The accepted data's distribution, so the next upload can be compared with it."""
-    import pandas as pd
-
+    """The accepted data's distribution (the values exactly as validated), so the next upload can be compared."""
     from loopml_core.drift import build_profile
-    import io
+    from loopml_core.validation import typed_frame
 
-    frame = pd.read_csv(io.BytesIO(body))
-    columns = {f.name: frame[f.name].to_numpy() for f in contract.features}
-    return build_profile(contract, columns, None)
+    frame = typed_frame(contract, body)
+    return build_profile(contract, {f.name: frame[f.name].to_numpy() for f in contract.features}, None)

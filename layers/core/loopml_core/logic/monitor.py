@@ -66,15 +66,17 @@ class DriftMonitor:
             if capture.get("version") == champion.version:
                 records.extend(capture["records"])
                 outputs.extend(capture["outputs"])
-        baseline = json.loads(self.store.get(champion.baseline.bucket, champion.baseline.key,
-                                             champion.baseline.version_id))
+        baseline = json.loads(
+            self.store.get(champion.baseline.bucket, champion.baseline.key, champion.baseline.version_id)
+        )
         report = compare(baseline, records, outputs, threshold=self.threshold, min_rows=self.min_rows)
         if report.insufficient_data:
             # Keep the cursor: the next check sees these rows plus newer ones.
             return DriftOutcome(model, "insufficient-data", rows=report.rows)
         self.registry.advance_cursor(cursor_name, keys[-1])
-        outcome = DriftOutcome(model, "ok", rows=report.rows, per_feature=dict(report.per_feature),
-                               drifted=list(report.drifted))
+        outcome = DriftOutcome(
+            model, "ok", rows=report.rows, per_feature=dict(report.per_feature), drifted=list(report.drifted)
+        )
         if not report.has_drift:
             return outcome
         outcome.status = "drift"
@@ -102,7 +104,9 @@ class DriftMonitor:
             f"Model {model} (champion v{champion.version}) drifted over PSI {self.threshold} on {report.rows} rows: "
             f"{scores}. Action: {outcome.action}.",
         )
-        self.registry.record_drift(model, {"rows": report.rows, "psi": outcome.per_feature,
-                                           "drifted": outcome.drifted, "threshold": self.threshold},
-                                   outcome.action)
+        self.registry.record_drift(
+            model,
+            {"rows": report.rows, "psi": outcome.per_feature, "drifted": outcome.drifted, "threshold": self.threshold},
+            outcome.action,
+        )
         return outcome

@@ -3,6 +3,7 @@ training pulls in scikit-learn, evaluation only onnxruntime."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -60,7 +61,9 @@ class PipelineSteps:
 
         contract = self.registry.contract(run.model)
         version = self.registry.dataset_version(run.model, run.dataset_version)
-        frame = read_dataset(contract, self.store.get(version.object.bucket, version.object.key, version.object.version_id))
+        frame = read_dataset(
+            contract, self.store.get(version.object.bucket, version.object.key, version.object.version_id)
+        )
         result = train(contract, frame)
         prefix = f"{MODELS}{run.model}/runs/{execution}/"
         return Candidate(
@@ -70,8 +73,9 @@ class PipelineSteps:
             execution=execution,
             onnx=self._put(prefix + "model.onnx", result.onnx_model, "application/octet-stream"),
             holdout=self._put(prefix + "holdout.csv", result.holdout_csv, "text/csv"),
-            reference=self._put(prefix + "reference.json", json.dumps(result.reference_predictions).encode(),
-                                "application/json"),
+            reference=self._put(
+                prefix + "reference.json", json.dumps(result.reference_predictions).encode(), "application/json"
+            ),
             baseline=self._put(prefix + "baseline.json", json.dumps(result.baseline).encode(), "application/json"),
             metrics=result.metrics,
             params=result.params,
@@ -137,10 +141,8 @@ class PipelineSteps:
 
     def record_failure(self, run: RunRequest, execution: str, error: dict[str, Any]) -> dict[str, Any]:
         cause = str(error.get("Cause", ""))
-        try:  # Lambda errors arrive as a JSON document inside Cause
+        with contextlib.suppress(ValueError, AttributeError):  # Lambda errors arrive as a JSON document in Cause
             cause = json.loads(cause).get("errorMessage", cause)
-        except (ValueError, AttributeError):
-            pass
         recorded, _ = self.registry.record_run_failure(
             run.model,
             execution,

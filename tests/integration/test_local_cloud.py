@@ -1,0 +1,245 @@
+"""The handlers through their adapters on moto, provisioned by the local cloud from the deploy declaration."""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import moto
+import pytest
+from moto.awslambda.models import LambdaFunction
+
+from infra import declaration as decl
+from infra.cli.backend import upload_and_wait
+from infra.demo import data
+from infra.local.api_gateway import ApiGateway
+from infra.local.cloud import LocalCloud
+from loopml_core.adapters.object_store import S3ObjectStore
+from loopml_core.adapters.table import DynamoTable
+from loopml_core.contract import load_contract
+from loopml_core.registry import Registry
+
+pytestmark = pytest.mark.xdist_group("local-cloud")  # moto is process-global: one local cloud per worker at a time
+CONTRACT = load_contract((decl.ROOT / "infra" / "demo" / "churn.yaml").read_text().replace("drift", "upload"))
+
+
+def test_moto_internals_the_local_cloud_relies_on():
+    """The local cloud replaces moto's private Lambda runner; pin and guard exactly what it relies on."""
+    assert moto.__version__ == "5.2.5"
+    assert list(inspect.signature(LambdaFunction._invoke_lambda).parameters) == ["self", "event"]
+    from moto.s3 import notifications
+
+    assert list(inspect.signature(notifications._get_s3_event).parameters) == [
+        "event_name",
+        "bucket",
+        "key",
+        "notification_id",
+    ]
+    assert list(inspect.signature(notifications._invoke_awslambda).parameters)[:2] == ["account_id", "event_body"]
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    with LocalCloud(state_dir=tmp_path_factory.mktemp("loopml")) as cloud:
+        yield cloud
+
+
+@pytest.fixture(scope="module")
+def registry(cloud):
+    registry = Registry(DynamoTable(cloud.names.registry_table, cloud.client("dynamodb")), actor="test")
+    registry.declare_dataset(CONTRACT)
+    return registry
+
+
+@pytest.fixture(scope="module")
+def store(cloud):
+    return S3ObjectStore(cloud.client("s3"))
+
+
+@pytest.fixture(scope="module")
+def api(cloud):
+    return ApiGateway(cloud)
+
+
+@pytest.fixture(scope="module")
+def trained(cloud, registry, store):
+    tags = upload_and_wait(
+        store, cloud.names.data_bucket, "incoming/churn/jan.csv", data.to_csv(data.customers(600, seed=1))
+    )
+    assert tags["loopml-status"] == "accepted"
+    execution = cloud.pipeline_executions()[0]
+    assert cloud.wait_for_execution(execution)["status"] == "SUCCEEDED"
+    return registry.champion_version("churn")
+
+
+def test_resources_carry_the_declared_names_and_environment(cloud):
+    lam = cloud.client("lambda")
+    for spec in decl.FUNCTIONS.values():
+        config = lam.get_function_configuration(FunctionName=spec.physical_name())
+        assert config["Handler"] == spec.handler and config["Runtime"] == decl.LAMBDA_RUNTIME
+        assert config["Environment"]["Variables"] == decl.function_environment(cloud.names, spec)
+    definition = cloud.client("stepfunctions").describe_state_machine(stateMachineArn=cloud.names.state_machine_arn())[
+        "definition"
+    ]
+    arns = {key: cloud.names.function_arn(key) for key in decl.FUNCTIONS}
+    assert json.loads(definition) == json.loads(decl.PIPELINE.render(arns))
+
+
+def test_a_clean_upload_is_versioned_and_trains_a_champion(trained, registry, cloud, store):
+    assert trained.version == 1 and trained.promoted
+    version = registry.dataset_version("churn", 1)
+    stored = store.get(version.object.bucket, version.object.key, version.object.version_id)
+    assert stored == data.to_csv(data.customers(600, seed=1))  # the immutable copy is byte-identical
+    assert trained.parity["ok"] is True
+    assert set(trained.metrics) >= {"accuracy", "f1_macro", "log_loss"}
+    assert trained.code_version and trained.params["holdout_rows"] > 0
+    assert store.get(trained.artifact.bucket, trained.artifact.key, trained.artifact.version_id)[:4] != b""
+
+
+def test_a_redelivered_upload_event_registers_nothing_new(trained, cloud, registry):
+    executions_before = cloud.pipeline_executions()
+    version = registry.dataset_version("churn", 1)
+    event = {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": "us-east-1",
+                "eventTime": "2026-01-01T00:00:00.000Z",
+                "eventName": "ObjectCreated:Put",
+                "userIdentity": {"principalId": "AWS:X"},
+                "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+                "responseElements": {"x-amz-request-id": "A", "x-amz-id-2": "B"},
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "configurationId": "c",
+                    "bucket": {
+                        "name": cloud.names.data_bucket,
+                        "ownerIdentity": {"principalId": "X"},
+                        "arn": f"arn:aws:s3:::{cloud.names.data_bucket}",
+                    },
+                    "object": {
+                        "key": version.source_key,
+                        "size": 1,
+                        "eTag": "e",
+                        "versionId": json.loads(json.dumps(_source_version(cloud, version.source_key))),
+                    },
+                },
+            }
+        ]
+    }
+    outcome = cloud.invoke("validate_upload", event)["outcomes"][0]
+    assert outcome["status"] == "duplicate" and outcome["dataset_version"] == 1
+    assert len(registry.dataset_versions("churn")) == 1
+    assert cloud.pipeline_executions() == executions_before
+
+
+def _source_version(cloud, key):
+    versions = cloud.client("s3").list_object_versions(Bucket=cloud.names.data_bucket, Prefix=key)["Versions"]
+    return [v for v in versions if v["Key"] == key][-1]["VersionId"]
+
+
+def test_undeclared_and_misplaced_uploads_are_quarantined_not_lost(cloud, store):
+    bucket = cloud.names.data_bucket
+    body = data.to_csv(data.customers(150, seed=9))
+    tags = upload_and_wait(store, bucket, "incoming/fraud/x.csv", body)
+    assert tags["loopml-status"] == "quarantined"
+    [report_key] = [k for k in store.list_keys(bucket, "quarantine/fraud/") if k.endswith(".report.json")]
+    report = json.loads(store.get(bucket, report_key))
+    assert "'fraud' is not declared" in report["summary"]
+    quarantined = report_key.removesuffix(".report.json")
+    assert store.get(bucket, quarantined) == body == store.get(bucket, "incoming/fraud/x.csv")
+
+
+def test_a_malformed_upload_report_names_rows_and_columns(cloud, store, registry):
+    tags = upload_and_wait(store, cloud.names.data_bucket, "incoming/churn/broken.csv", data.malformed_csv())
+    assert tags["loopml-status"] == "quarantined"
+    [report_key] = [
+        k for k in store.list_keys(cloud.names.data_bucket, "quarantine/churn/") if k.endswith("broken.csv.report.json")
+    ]
+    issues = json.loads(store.get(cloud.names.data_bucket, report_key))["issues"]
+    by_column = {(i["check"], i["column"]) for i in issues}
+    assert {
+        ("schema", "region"),
+        ("schema", "coupon"),
+        ("types", "tenure_months"),
+        ("ranges", "monthly_charges"),
+        ("categories", "plan"),
+        ("nulls", "support_calls"),
+    } <= by_column
+    tenure = next(i for i in issues if i["column"] == "tenure_months")
+    assert tenure["rows"] == [3]
+    assert registry.audit_records()[-1].action == "dataset.upload.quarantined"
+
+
+def test_predict_serves_the_champion_in_order(trained, api):
+    records = data.requests_for(data.customers(5, seed=4))
+    status, headers, body = api.request("POST", "/v1/models/churn/predict", {"records": records})
+    assert status == 200 and headers["X-Model-Version"] == "1"
+    assert body["model"] == "churn" and body["version"] == 1 and len(body["predictions"]) == 5
+    for prediction in body["predictions"]:
+        assert prediction["label"] in {"yes", "no"}
+        assert abs(sum(prediction["probabilities"].values()) - 1) < 1e-5
+    status, _, summary = api.request("GET", "/v1/models/churn")
+    assert status == 200 and summary["version"] == 1 and summary["task"] == "classification"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b"{not json", 400, None),
+        ({"rows": []}, 422, "records"),
+        ({"records": []}, 422, "records"),
+        ({"records": [{"plan": "pro"}]}, 422, "tenure_months"),
+        ({"records": [{**data.requests_for(data.customers(1, seed=1))[0], "plan": "gold"}]}, 422, "plan"),
+        ({"records": [{**data.requests_for(data.customers(1, seed=1))[0], "coupon": 1}]}, 422, "coupon"),
+        (
+            {"records": [{**data.requests_for(data.customers(1, seed=1))[0], "tenure_months": None}]},
+            422,
+            "tenure_months",
+        ),
+        ({"records": data.requests_for(data.customers(1, seed=1)) * 1001}, 413, "records"),
+    ],
+)
+def test_bad_requests_get_a_4xx_that_names_the_field(trained, api, body, status, field):
+    got, _, reply = api.request("POST", "/v1/models/churn/predict", body)
+    assert got == status, reply
+    assert reply["error"]
+    if field:
+        assert field in {d["field"] for d in reply["details"]}
+
+
+def test_unknown_model_and_routes(trained, api, registry):
+    assert api.request("POST", "/v1/models/fraud/predict", {"records": [{}]})[0] == 404
+    assert api.request("GET", "/v1/models/fraud")[0] == 404
+    assert api.request("GET", "/v1/nothing")[0] == 403
+    assert api.request("GET", "/health") == (200, {"Content-Type": "application/json"}, {"status": "ok"})
+    body = json.dumps({"records": data.requests_for(data.customers(1, seed=1))}).encode()
+    status, _, reply = api.handle(
+        "POST", "/v1/models/churn/predict", {"Content-Type": "application/x-www-form-urlencoded"}, body
+    )
+    assert status == 415 and b"Content-Type: application/json" in reply
+
+
+def test_a_failing_step_is_caught_recorded_and_leaves_the_champion(trained, cloud, registry):
+    name = "churn-dv99-manual-test"
+    cloud.client("stepfunctions").start_execution(
+        stateMachineArn=cloud.names.state_machine_arn(),
+        name=name,
+        input=json.dumps({"run": {"model": "churn", "dataset_version": 99, "trigger": "manual"}}),
+    )
+    assert cloud.wait_for_execution(name)["status"] == "FAILED"
+    [run] = [r for r in registry.runs("churn") if r.execution == name]
+    assert run.status.value == "FAILED" and "no version 99" in (run.cause or "")
+    assert registry.champion_version("churn").version == trained.version
+    assert registry.audit_records()[-1].action == "pipeline.run.failed"
+    assert registry.verify_audit().ok
+
+
+def test_predictions_are_captured_for_monitoring(trained, api, cloud, store):
+    before = len(store.list_keys(cloud.names.artifact_bucket, "captures/churn/"))
+    api.request("POST", "/v1/models/churn/predict", {"records": data.requests_for(data.customers(2, seed=8))})
+    keys = store.list_keys(cloud.names.artifact_bucket, "captures/churn/")
+    assert len(keys) == before + 1
+    capture = json.loads(store.get(cloud.names.artifact_bucket, keys[-1]))
+    assert capture["version"] == 1 and len(capture["records"]) == len(capture["outputs"]) == 2
