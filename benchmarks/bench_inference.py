@@ -22,10 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "layers" / "core
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
+
 from loopml_core.contract import DatasetContract
 from loopml_core.serving import OnnxModel, classification_outputs
 from loopml_core.training import export_onnx, fit_pipeline
-from threadpoolctl import threadpool_limits
 
 PLANS = ("basic", "plus", "pro", "enterprise")
 CHANNELS = ("web", "store", "phone", "partner", "app")

@@ -23,6 +23,9 @@ CDK_JSON = ROOT / "cdk.json"
 STACK_ID = "LoopML"
 # The documented switch for synthesizing without bundling any asset: assets keep their (source) hashes.
 SKIP_BUNDLING: dict[str, Any] = {"aws:cdk:bundling-stacks": []}
+# What the cdk CLI passes by default. Path metadata feeds the API deployment's logical id, so without it a test or
+# `python app.py` would synthesize a different id than `cdk deploy` does.
+CLI_DEFAULTS: dict[str, Any] = {"aws:cdk:enable-path-metadata": True}
 
 
 def cdk_json_context(cdk_json: Path = CDK_JSON) -> dict[str, Any]:
@@ -36,7 +39,7 @@ def create_app(
     outdir: str | None = None,
     layer_builder: LayerBuilder | None = None,
 ) -> tuple[App, LoopMLStack]:
-    app = App(context={**cdk_json_context(), **(context or {})}, outdir=outdir)
+    app = App(context={**CLI_DEFAULTS, **cdk_json_context(), **(context or {})}, outdir=outdir)
     stack = LoopMLStack(app, STACK_ID, settings=DeploymentSettings.from_node(app.node), layer_builder=layer_builder)
     # Any unacknowledged AwsSolutions finding fails synthesis, and therefore deployment.
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))

@@ -48,10 +48,6 @@ def canonical_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def requirement_name(requirement: str) -> str:
-    return canonical_name(re.split(r"[\[=<>!~;\s]", requirement, maxsplit=1)[0])
-
-
 def without_extras(requirement: str) -> str:
     """pip rejects extras in constraints files."""
     return re.sub(r"\[[^\]]*\]", "", requirement)
@@ -71,6 +67,14 @@ def layer_source_dir(spec: LayerSpec) -> Path:
     return LAYERS_DIR / spec.key.value if spec.ships_core_package else LAYERS_DIR
 
 
+def _copy_core_package(spec: LayerSpec, site: Path) -> None:
+    # Replaced, never updated in place: earlier bundles in cdk.out may hard-link to the old files.
+    shutil.rmtree(site / CORE_PACKAGE, ignore_errors=True)
+    shutil.copytree(
+        _core_package_dir(spec), site / CORE_PACKAGE, ignore=shutil.ignore_patterns(*STRIPPED_DIRS, "*.pyc")
+    )
+
+
 def _tree_files(root: Path) -> list[Path]:
     return sorted(
         path
@@ -79,10 +83,9 @@ def _tree_files(root: Path) -> list[Path]:
     )
 
 
-def layer_hash(key: Layer) -> str:
-    """Changes exactly when the layer's content would: its pins, every layer's pins, the build rules, the core code."""
+def requirements_hash(key: Layer) -> str:
+    """Changes exactly when pip's part of the layer would: its pins, every layer's pins, the build rules."""
     spec, base = LAYERS[key], base_layer()
-    digest = hashlib.sha256()
     inputs: dict[str, Any] = {
         "bundler": BUNDLER_VERSION,
         "python": PYTHON_VERSION,
@@ -92,12 +95,19 @@ def layer_hash(key: Layer) -> str:
         "base": None if spec is base else base.requirements,
         "runtime_provided": sorted(RUNTIME_PROVIDED),
     }
-    digest.update(json.dumps(inputs, sort_keys=True).encode())
-    if spec.ships_core_package:
-        package = _core_package_dir(spec)
-        for path in _tree_files(package):
-            digest.update(path.relative_to(package).as_posix().encode() + b"\0")
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def layer_hash(key: Layer) -> str:
+    """Changes exactly when the layer's content would: `requirements_hash`, plus the core package's source."""
+    spec = LAYERS[key]
+    if not spec.ships_core_package:
+        return requirements_hash(key)
+    digest = hashlib.sha256(requirements_hash(key).encode())
+    package = _core_package_dir(spec)
+    for path in _tree_files(package):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
 
 
@@ -201,22 +211,41 @@ class LayerBuilder:
             return None
         return loaded
 
+    def _write_record(self, key: Layer, record: dict[str, Any]) -> None:
+        self._record_path(key).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
     def is_current(self, key: Layer) -> bool:
         record = self.record(key)
         return record is not None and record.get("hash") == layer_hash(key) and self.layer_dir(key).is_dir()
 
     def build(self, key: Layer) -> Path:
         """The layer's directory (containing `python/`), rebuilt only when its hash changed."""
-        expected_hash = layer_hash(key)
         if self.is_current(key):
             self.log(f"layer {key}: up to date ({self.layer_dir(key)})")
-            return self.layer_dir(key)
+        elif self._only_core_package_changed(key):
+            # The common case while developing: no need to run pip again.
+            _copy_core_package(LAYERS[key], self.layer_dir(key) / "python")
+            self._write_record(key, {**(self.record(key) or {}), "hash": layer_hash(key)})
+            self.log(f"layer {key}: refreshed {CORE_PACKAGE} only")
+        else:
+            self._build_with_pip(key)
+        return self.layer_dir(key)
+
+    def _only_core_package_changed(self, key: Layer) -> bool:
+        record = self.record(key)
+        return (
+            LAYERS[key].ships_core_package
+            and record is not None
+            and record.get("requirements_hash") == requirements_hash(key)
+            and self.layer_dir(key).is_dir()
+        )
+
+    def _build_with_pip(self, key: Layer) -> None:
         spec, base = LAYERS[key], base_layer()
         base_resolved: dict[str, str] = {}
         if spec is not base:
             self.build(base.key)
-            base_record = self.record(base.key) or {}
-            base_resolved = base_record["resolved"]
+            base_resolved = (self.record(base.key) or {})["resolved"]
         self.log(f"layer {key}: building with pip for {LAMBDA_RUNTIME} ({', '.join(PLATFORMS)})")
         self.build_root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f"{key.value}-", dir=self.build_root))
@@ -228,19 +257,16 @@ class LayerBuilder:
             dropped = remove_distributions(site, RUNTIME_PROVIDED | set(base_resolved))
             strip_tree(site)
             if spec.ships_core_package:
-                shutil.copytree(
-                    _core_package_dir(spec), site / CORE_PACKAGE, ignore=shutil.ignore_patterns(*STRIPPED_DIRS, "*.pyc")
-                )
+                _copy_core_package(spec, site)
             (staging / "constraints.txt").unlink()
             shutil.rmtree(self.layer_dir(key), ignore_errors=True)
             staging.rename(self.layer_dir(key))
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        record = {"hash": expected_hash, "resolved": resolved, "dropped": sorted(dropped)}
-        self._record_path(key).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        record = {"hash": layer_hash(key), "requirements_hash": requirements_hash(key), "resolved": resolved}
+        self._write_record(key, {**record, "dropped": sorted(dropped)})
         self.log(f"layer {key}: {tree_size(self.layer_dir(key)) / 2**20:.1f} MiB, dropped {sorted(dropped)}")
-        return self.layer_dir(key)
 
     def _pip_install(self, site: Path, requirements: Sequence[str], constraints: Sequence[str], staging: Path) -> None:
         constraints_file = staging / "constraints.txt"

@@ -7,7 +7,6 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.cdk import nag
 from infra.declaration import Names
 
 
@@ -20,7 +19,7 @@ class Storage(Construct):
         self.registry_table = self._build_registry_table(names.registry_table)
 
     def _build_access_logs_bucket(self) -> s3.Bucket:
-        bucket = s3.Bucket(
+        return s3.Bucket(
             self,
             "AccessLogsBucket",
             # Server access logs can only be delivered to SSE-S3 buckets.
@@ -31,12 +30,6 @@ class Storage(Construct):
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
             removal_policy=RemovalPolicy.RETAIN,
         )
-        nag.acknowledge(
-            bucket,
-            "AwsSolutions-S1",
-            "This is the server access log destination; logging its own access would only log the log delivery.",
-        )
-        return bucket
 
     def _build_bucket(self, construct_id: str, bucket_name: str, *, log_prefix: str) -> s3.Bucket:
         return s3.Bucket(

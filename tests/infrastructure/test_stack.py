@@ -1,0 +1,404 @@
+"""The synthesized LoopML stack matches the declaration, grants least privilege and passes cdk-nag and cfn-lint."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import Validations
+from cdk_nag import AwsSolutionsChecks
+from cfn_template import NAMES, Synthesized, Template, arn, flatten
+from cfnlint.api import ManualArgs, lint
+
+from infra.cdk import nag
+from infra.cdk.app_factory import SKIP_BUNDLING, create_app
+from infra.declaration import (
+    API,
+    DRIFT_SCHEDULE,
+    FUNCTIONS,
+    LAMBDA_RUNTIME,
+    LAYERS,
+    PIPELINE,
+    PREFIX,
+    UPLOAD_TRIGGER,
+    Access,
+    FunctionSpec,
+    function_environment,
+)
+
+# One worker runs all of these under `pytest -n N --dist loadgroup`, so the app is synthesized once.
+pytestmark = pytest.mark.xdist_group("cdk")
+
+Permission = tuple[str, str]  # (action, flattened resource)
+
+XRAY = {("xray:PutTraceSegments", "*"), ("xray:PutTelemetryRecords", "*")}
+# What each access level means, written out independently of the construct that implements it.
+OBJECT_READ = {"s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:GetObjectVersionTagging"}
+OBJECT_WRITE = {"s3:PutObject", "s3:PutObjectTagging", "s3:PutObjectVersionTagging"}
+TABLE_ARN = arn("dynamodb", f"table/{NAMES.registry_table}")
+STATE_MACHINE_ARN = arn("states", f"stateMachine:{NAMES.state_machine}")
+EXECUTIONS_ARN = arn("states", f"execution:{NAMES.state_machine}:*")
+TOPIC_ARN = arn("sns", NAMES.alert_topic)
+
+
+def bucket_arn(name: str) -> str:
+    return arn("s3", name, regional=False)
+
+
+# --- helpers -------------------------------------------------------------------------------------------------------
+
+
+def function_id(template: Template, key: str) -> str:
+    return template.one("AWS::Lambda::Function", FunctionName=FUNCTIONS[key].physical_name())
+
+
+def bucket_id(template: Template, name: str) -> str:
+    return template.one("AWS::S3::Bucket", BucketName=name)
+
+
+def role_id(template: Template, function_logical_id: str) -> str:
+    role = template.props(function_logical_id)["Role"]
+    assert set(role) == {"Fn::GetAtt"}, role
+    return str(role["Fn::GetAtt"][0])
+
+
+def statements_of_role(template: Template, role_logical_id: str) -> Iterator[dict[str, Any]]:
+    role = template.props(role_logical_id)
+    for policy in role.get("Policies", []):
+        yield from policy["PolicyDocument"]["Statement"]
+    for policy in template.of_type("AWS::IAM::Policy").values():
+        if {"Ref": role_logical_id} in policy["Properties"]["Roles"]:
+            yield from policy["Properties"]["PolicyDocument"]["Statement"]
+
+
+def permissions_of_role(template: Template, role_logical_id: str) -> set[Permission]:
+    permissions: set[Permission] = set()
+    for statement in statements_of_role(template, role_logical_id):
+        assert statement["Effect"] == "Allow" and "Condition" not in statement, statement
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        permissions |= {(action, flatten(resource)) for action in actions for resource in resources}
+    return permissions
+
+
+def expected_permissions(template: Template, spec: FunctionSpec) -> set[Permission]:
+    grants = spec.grants
+    log_group = template.one("AWS::Logs::LogGroup", LogGroupName=f"/aws/lambda/{spec.physical_name()}")
+    expected = {(action, "${" + log_group + ".Arn}") for action in ("logs:CreateLogStream", "logs:PutLogEvents")}
+    expected |= XRAY
+    for name, access in ((NAMES.data_bucket, grants.data_bucket), (NAMES.artifact_bucket, grants.artifact_bucket)):
+        if access in (Access.READ, Access.READ_WRITE):
+            expected.add(("s3:ListBucket", bucket_arn(name)))
+            expected |= {(action, f"{bucket_arn(name)}/*") for action in OBJECT_READ}
+        if access in (Access.WRITE, Access.READ_WRITE):
+            expected |= {(action, f"{bucket_arn(name)}/*") for action in OBJECT_WRITE}
+    if grants.registry_table in (Access.READ, Access.READ_WRITE):
+        expected |= {("dynamodb:GetItem", TABLE_ARN), ("dynamodb:Query", TABLE_ARN)}
+    if grants.registry_table in (Access.WRITE, Access.READ_WRITE):
+        expected.add(("dynamodb:PutItem", TABLE_ARN))
+    if grants.start_pipeline:
+        expected |= {
+            ("states:StartExecution", STATE_MACHINE_ARN),
+            ("states:ListExecutions", STATE_MACHINE_ARN),
+            ("states:DescribeExecution", EXECUTIONS_ARN),
+        }
+    if grants.publish_alerts:
+        expected.add(("sns:Publish", TOPIC_ARN))
+    return expected
+
+
+def function_permissions(template: Template, key: str) -> set[Permission]:
+    return permissions_of_role(template, role_id(template, function_id(template, key)))
+
+
+# --- storage -------------------------------------------------------------------------------------------------------
+
+
+def test_every_bucket_is_encrypted_private_and_ssl_only(template: Template) -> None:
+    buckets = template.of_type("AWS::S3::Bucket")
+    assert len(buckets) == 3  # data, artifacts, and their access logs
+    policies = {
+        flatten(p["Properties"]["Bucket"]): p["Properties"] for p in template.of_type("AWS::S3::BucketPolicy").values()
+    }
+    for logical_id, bucket in buckets.items():
+        props = bucket["Properties"]
+        encryption = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+        assert encryption["SSEAlgorithm"] in {"AES256", "aws:kms"}
+        assert props["PublicAccessBlockConfiguration"] == dict.fromkeys(
+            ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
+        )
+        assert bucket["DeletionPolicy"] == "Retain"
+        ssl_denials = [
+            s
+            for s in policies["${" + logical_id + "}"]["PolicyDocument"]["Statement"]
+            if s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        ]
+        assert ssl_denials and ssl_denials[0]["Action"] == "s3:*" and ssl_denials[0]["Principal"] == {"AWS": "*"}
+
+
+@pytest.mark.parametrize("name", [NAMES.data_bucket, NAMES.artifact_bucket])
+def test_data_and_artifact_buckets_are_versioned_and_logged(template: Template, name: str) -> None:
+    props = template.props(bucket_id(template, name))
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert "DestinationBucketName" in props["LoggingConfiguration"]
+
+
+def test_registry_table(template: Template) -> None:
+    props = template.props(template.one("AWS::DynamoDB::Table", TableName=NAMES.registry_table))
+    assert props["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert sorted(props["AttributeDefinitions"], key=lambda a: a["AttributeName"]) == [
+        {"AttributeName": "pk", "AttributeType": "S"},
+        {"AttributeName": "sk", "AttributeType": "S"},
+    ]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert "GlobalSecondaryIndexes" not in props
+
+
+# --- functions and their roles -------------------------------------------------------------------------------------
+
+
+def test_only_the_declared_functions_exist(template: Template) -> None:
+    names = {props["Properties"]["FunctionName"] for props in template.of_type("AWS::Lambda::Function").values()}
+    assert names == {spec.physical_name() for spec in FUNCTIONS.values()}
+
+
+@pytest.mark.parametrize("spec", FUNCTIONS.values(), ids=FUNCTIONS.keys())
+def test_function_matches_declaration(template: Template, spec: FunctionSpec) -> None:
+    props = template.props(function_id(template, spec.key))
+    assert props["Runtime"] == LAMBDA_RUNTIME == "python3.12"
+    assert props["Handler"] == spec.handler
+    assert props["MemorySize"] == spec.memory_mb
+    assert props["Timeout"] == spec.timeout_s
+    assert props["Architectures"] == ["x86_64"]
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    environment = {name: flatten(value) for name, value in props["Environment"]["Variables"].items()}
+    assert environment == function_environment(NAMES, spec)
+    layer_names = [template.props(layer["Ref"])["LayerName"] for layer in props["Layers"]]
+    assert layer_names == [f"{PREFIX}-{key.value}" for key in spec.layers]
+    log_group = template.props(props["LoggingConfig"]["LogGroup"]["Ref"])
+    assert log_group["LogGroupName"] == f"/aws/lambda/{spec.physical_name()}"
+    assert log_group["RetentionInDays"] > 0
+
+
+def test_layers_match_declaration(template: Template) -> None:
+    layers = {
+        p["Properties"]["LayerName"]: p["Properties"] for p in template.of_type("AWS::Lambda::LayerVersion").values()
+    }
+    assert set(layers) == {f"{PREFIX}-{key.value}" for key in LAYERS}
+    for key, spec in LAYERS.items():
+        assert layers[f"{PREFIX}-{key.value}"]["CompatibleRuntimes"] == [LAMBDA_RUNTIME]
+        assert layers[f"{PREFIX}-{key.value}"]["Description"] == spec.description
+
+
+def test_one_role_per_function_and_none_shared(template: Template) -> None:
+    roles = [role_id(template, function_id(template, key)) for key in FUNCTIONS]
+    assert len(set(roles)) == len(FUNCTIONS)
+    for role in roles:
+        props = template.props(role)
+        assert props["AssumeRolePolicyDocument"]["Statement"] == [
+            {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}}
+        ]
+        assert "ManagedPolicyArns" not in props
+    policies = template.of_type("AWS::IAM::Policy").values()
+    for policy in policies:
+        assert len(policy["Properties"]["Roles"]) == 1  # no policy is shared between roles either
+    assert not template.of_type("AWS::IAM::ManagedPolicy")
+
+
+@pytest.mark.parametrize("spec", FUNCTIONS.values(), ids=FUNCTIONS.keys())
+def test_role_grants_exactly_what_the_declaration_says(template: Template, spec: FunctionSpec) -> None:
+    assert function_permissions(template, spec.key) == expected_permissions(template, spec)
+
+
+def test_no_wildcard_actions_and_no_unscoped_resources_beyond_xray(template: Template) -> None:
+    for key in FUNCTIONS:
+        for action, resource in function_permissions(template, key):
+            assert "*" not in action, (key, action)
+            assert resource != "*" or (action, resource) in XRAY, (key, action)
+
+
+def test_predict_cannot_write_the_registry_nor_start_runs(template: Template) -> None:
+    actions = {action for action, _ in function_permissions(template, "predict")}
+    assert "dynamodb:PutItem" not in actions
+    assert not {a for a in actions if a.startswith("states:")}
+    assert not {
+        (a, r) for a, r in function_permissions(template, "predict") if r.startswith(bucket_arn(NAMES.data_bucket))
+    }
+
+
+def test_validate_may_start_only_the_pipeline(template: Template) -> None:
+    starts = {r for a, r in function_permissions(template, "validate_upload") if a == "states:StartExecution"}
+    assert starts == {STATE_MACHINE_ARN}
+    machine = template.one("AWS::StepFunctions::StateMachine", StateMachineName=PIPELINE.physical_name())
+    assert STATE_MACHINE_ARN.endswith(f":stateMachine:{template.props(machine)['StateMachineName']}")
+
+
+def test_only_drift_check_may_publish_alerts(template: Template) -> None:
+    publishers = {key for key in FUNCTIONS if any(a == "sns:Publish" for a, _ in function_permissions(template, key))}
+    assert publishers == {key for key, spec in FUNCTIONS.items() if spec.grants.publish_alerts} == {"drift_check"}
+    topic = template.props(template.one("AWS::SNS::Topic", TopicName=NAMES.alert_topic))
+    assert topic["KmsMasterKeyId"]
+
+
+# --- pipeline --------------------------------------------------------------------------------------------------------
+
+
+def test_state_machine_definition_is_the_declared_asl(template: Template) -> None:
+    machine = template.props(template.one("AWS::StepFunctions::StateMachine", StateMachineName=NAMES.state_machine))
+    declared = json.loads(PIPELINE.definition_file.read_text())
+    assert json.loads(machine["DefinitionString"]) == declared
+    # CloudFormation substitutes each placeholder with the ARN of the function the declaration names.
+    substitutions = {name: flatten(value) for name, value in machine["DefinitionSubstitutions"].items()}
+    function_arns = {
+        key: "${" + function_id(template, key) + ".Arn}" for key in PIPELINE.function_substitutions.values()
+    }
+    assert substitutions == {
+        placeholder: function_arns[key] for placeholder, key in PIPELINE.function_substitutions.items()
+    }
+    deployed = machine["DefinitionString"]
+    for placeholder, value in substitutions.items():
+        deployed = deployed.replace("${" + placeholder + "}", value)
+    rendered = json.loads(PIPELINE.render(function_arns))
+    assert json.loads(deployed) == rendered
+    for state_name, state in declared["States"].items():
+        assert rendered["States"][state_name].get("Retry") == state.get("Retry")
+        assert rendered["States"][state_name].get("Catch") == state.get("Catch")
+    assert machine["LoggingConfiguration"]["Level"] == "ALL"
+    assert machine["TracingConfiguration"] == {"Enabled": True}
+
+
+def test_state_machine_role_invokes_only_the_pipeline_functions(template: Template) -> None:
+    machine = template.one("AWS::StepFunctions::StateMachine", StateMachineName=NAMES.state_machine)
+    role = flatten(template.props(machine)["RoleArn"]).removeprefix("${").removesuffix(".Arn}")
+    permissions = permissions_of_role(template, role)
+    invokes = {resource for action, resource in permissions if action.startswith("lambda:")}
+    assert {a for a, _ in permissions if a.startswith("lambda:")} == {"lambda:InvokeFunction"}
+    assert invokes == {"${" + function_id(template, key) + ".Arn}" for key in PIPELINE.function_substitutions.values()}
+    assert {a.split(":")[0] for a, r in permissions if r == "*"} <= {"logs", "xray"}
+
+
+# --- API -------------------------------------------------------------------------------------------------------------
+
+
+def api_routes(template: Template) -> set[tuple[str, str]]:
+    resources = template.of_type("AWS::ApiGateway::Resource")
+
+    def path(resource_ref: Any) -> str:
+        if "Fn::GetAtt" in resource_ref:  # the root resource
+            return ""
+        props = resources[resource_ref["Ref"]]["Properties"]
+        return f"{path(props['ParentId'])}/{props['PathPart']}"
+
+    return {
+        (m["Properties"]["HttpMethod"], path(m["Properties"]["ResourceId"]))
+        for m in template.of_type("AWS::ApiGateway::Method").values()
+    }
+
+
+def test_api_has_exactly_the_declared_routes(template: Template) -> None:
+    assert api_routes(template) == {(route.method, route.path) for route in API.routes}
+    predict = function_id(template, API.function)
+    for method in template.of_type("AWS::ApiGateway::Method").values():
+        props = method["Properties"]
+        assert props["Integration"]["Type"] == "AWS_PROXY"
+        assert f"${{{predict}.Arn}}" in flatten(props["Integration"]["Uri"])
+        assert props["AuthorizationType"] == "AWS_IAM"
+        assert "RequestValidatorId" in props
+
+
+def test_api_stage_throttling_and_access_logs(template: Template) -> None:
+    template.one("AWS::ApiGateway::RestApi", Name=API.name)
+    stage = template.props(template.one("AWS::ApiGateway::Stage", StageName=API.stage))
+    settings = {s["HttpMethod"] + s["ResourcePath"]: s for s in stage["MethodSettings"]}
+    assert settings["*/*"]["ThrottlingRateLimit"] == API.throttle_rate_per_s
+    assert settings["*/*"]["ThrottlingBurstLimit"] == API.throttle_burst
+    assert stage["AccessLogSetting"]["DestinationArn"]
+    assert stage["TracingEnabled"] is True
+
+
+# --- the closed loop: schedule and upload trigger --------------------------------------------------------------------
+
+
+def test_drift_schedule_runs_the_drift_function(template: Template) -> None:
+    rule = template.one("AWS::Events::Rule", Name=f"{PREFIX}-{DRIFT_SCHEDULE.key}")
+    props = template.props(rule)
+    assert props["ScheduleExpression"] == f"rate({DRIFT_SCHEDULE.rate_minutes} minutes)" == "rate(60 minutes)"
+    drift = function_id(template, DRIFT_SCHEDULE.function)
+    assert [flatten(target["Arn"]) for target in props["Targets"]] == [f"${{{drift}.Arn}}"]
+    template.one("AWS::Lambda::Permission", Principal="events.amazonaws.com", SourceArn=f"${{{rule}.Arn}}")
+
+
+def test_uploads_trigger_validation(template: Template) -> None:
+    function_key, prefix, suffix = UPLOAD_TRIGGER
+    assert (function_key, prefix, suffix) == ("validate_upload", "incoming/", ".csv")
+    validate = function_id(template, function_key)
+    bucket = bucket_id(template, NAMES.data_bucket)
+    (configuration,) = template.props(bucket)["NotificationConfiguration"]["LambdaConfigurations"]
+    assert configuration["Event"] == "s3:ObjectCreated:*"
+    assert flatten(configuration["Function"]) == f"${{{validate}.Arn}}"
+    assert configuration["Filter"]["S3Key"]["Rules"] == [
+        {"Name": "prefix", "Value": prefix},
+        {"Name": "suffix", "Value": suffix},
+    ]
+    permission = template.one(
+        "AWS::Lambda::Permission", Principal="s3.amazonaws.com", SourceArn=bucket_arn(NAMES.data_bucket)
+    )
+    assert flatten(template.props(permission)["FunctionName"]) == f"${{{validate}.Arn}}"
+    assert permission in template.resources[bucket]["DependsOn"]
+    assert "NotificationConfiguration" not in template.props(bucket_id(template, NAMES.artifact_bucket))
+
+
+# --- cdk-nag and cfn-lint --------------------------------------------------------------------------------------------
+
+
+def acknowledgments(synthesized: Synthesized) -> dict[tuple[str, str], str]:
+    """(construct path, rule id) -> reason, for every acknowledgment in the app."""
+    found = {}
+    for construct in synthesized.app.node.find_all():
+        for entry in construct.node.metadata:
+            if entry.type == Validations.ACKNOWLEDGED_RULES_METADATA_KEY:
+                for rule_id, reason in entry.data.items():
+                    found[(construct.node.path, re.sub(r"^annotation::", "", rule_id, flags=re.IGNORECASE))] = reason
+    return found
+
+
+def test_cdk_nag_reports_no_unacknowledged_findings(synthesized: Synthesized) -> None:
+    report = AwsSolutionsChecks().validate_scope(synthesized.app)
+    assert [(v.rule_name, [r.construct_path for r in v.violating_resources]) for v in report.violations] == []
+    assert report.success
+
+
+def test_every_acknowledgment_has_a_reason_and_a_finding(
+    synthesized: Synthesized, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acknowledged = acknowledgments(synthesized)
+    assert acknowledged
+    for (path, rule_id), reason in acknowledged.items():
+        assert rule_id.startswith("AwsSolutions-"), (path, rule_id)
+        assert len(reason.split()) >= 8, (path, rule_id, reason)
+    # The same app without any acknowledgment must report every acknowledged finding: none is stale.
+    monkeypatch.setattr(nag, "acknowledge", lambda *args, **kwargs: None)
+    bare_app, _ = create_app(SKIP_BUNDLING)
+    findings = {
+        (str(resource.construct_path), violation.rule_name)
+        for violation in AwsSolutionsChecks().validate_scope(bare_app).violations
+        for resource in violation.violating_resources
+    }
+    for path, rule_id in acknowledged:
+        assert any(r == rule_id and (p == path or p.startswith(path + "/")) for p, r in findings), (path, rule_id)
+
+
+def test_cfn_lint_reports_no_errors(synthesized: Synthesized) -> None:
+    template_text = Path(synthesized.template_path).read_text()
+    matches = lint(template_text, config=ManualArgs(regions=["us-east-1", "eu-west-1"]))
+    errors = [f"{m.rule.id} {m.message} @ {'/'.join(map(str, m.path))}" for m in matches if m.rule.id.startswith("E")]
+    assert errors == []
