@@ -45,6 +45,8 @@ class Backend:
     api_url: str | None
     ca_cert: str | None
     names: decl.Names
+    # The deployed API uses IAM authorization: requests are SigV4-signed with the caller's AWS credentials.
+    sign_requests: bool = False
 
     @classmethod
     def resolve(cls, endpoint_url: str | None = None, api_url: str | None = None) -> Backend:
@@ -75,7 +77,7 @@ class Backend:
             raise BackendError(
                 f"no local cloud is running (start one with `loopml local up`) and no AWS credentials work: {error}"
             ) from error
-        return cls(region, endpoint_url, api_url, None, decl.Names(account, region))
+        return cls(region, endpoint_url, api_url, None, decl.Names(account, region), sign_requests=not endpoint_url)
 
     def client(self, service: str) -> Any:
         import boto3
@@ -113,13 +115,33 @@ class Backend:
         raise BackendError(f"stack {STACK_NAME} has no ApiUrl output; pass --api-url")
 
     def http(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, str], Any]:
-        return http_json(method, self.api() + path, body, self.ca_cert)
+        url = self.api() + path
+        headers = _sigv4_headers(method, url, body, self.region) if self.sign_requests else None
+        return http_json(method, url, body, self.ca_cert, headers)
 
 
-def http_json(method: str, url: str, body: Any = None, ca_cert: str | None = None) -> tuple[int, dict[str, str], Any]:
+def _sigv4_headers(method: str, url: str, body: Any, region: str) -> dict[str, str]:
+    import boto3
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    credentials = boto3.session.Session().get_credentials()
+    if credentials is None:
+        raise BackendError("the deployed API needs AWS credentials to sign requests (IAM authorization)")
+    data = json.dumps(body).encode() if body is not None else None
+    request = AWSRequest(method=method, url=url, data=data, headers={"Content-Type": "application/json"})
+    SigV4Auth(credentials.get_frozen_credentials(), "execute-api", region).add_auth(request)
+    return dict(request.headers.items())
+
+
+def http_json(
+    method: str, url: str, body: Any = None, ca_cert: str | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], Any]:
     """One JSON request; returns (status, headers, parsed body) for 2xx and 4xx alike."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers=headers or {"Content-Type": "application/json"}
+    )
     context = ssl.create_default_context(cafile=ca_cert) if url.startswith("https") and ca_cert else None
     try:
         with urllib.request.urlopen(request, context=context, timeout=60) as reply:
