@@ -24,7 +24,9 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy layers/core/loopml_core infra functions app.py
+	$(BIN)/mypy layers/core/loopml_core infra app.py
+	@# every function's module is named `handler`, as Lambda loads it: check them one at a time
+	@for handler in functions/*/handler.py; do $(BIN)/mypy $$handler || exit 1; done
 
 node_modules/.bin/cdk:
 	npm install --no-save --no-audit --no-fund aws-cdk@2

@@ -284,7 +284,7 @@ def pipeline_status(ctx: Context, model: str | None, limit: int) -> None:
     Example:
       loopml pipeline status --model churn
     """
-    executions = [e for e in ctx.backend.pipeline.list() if model is None or e.model == model][:limit]
+    executions = [e for e in ctx.backend.pipeline.executions() if model is None or e.model == model][:limit]
     _table(
         ["execution", "model", "status", "started", "result"],
         [

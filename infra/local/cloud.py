@@ -345,7 +345,7 @@ class LocalCloud:
         payload = json.loads(reply["Payload"].read() or b"null")
         if reply.get("FunctionError"):
             raise RuntimeError(f"{function_key} failed: {payload.get('errorType')}: {payload.get('errorMessage')}")
-        return payload  # type: ignore[no-any-return]
+        return payload
 
     def fire_schedule(self, detail: dict[str, Any] | None = None) -> dict[str, Any]:
         """Deliver what EventBridge delivers on the drift schedule's tick (optionally narrowed to one model)."""
@@ -365,7 +365,7 @@ class LocalCloud:
 
     def execution_status(self, name: str) -> dict[str, Any]:
         arn = self.names.state_machine_arn().replace(":stateMachine:", ":execution:") + f":{name}"
-        return self.client("stepfunctions").describe_execution(executionArn=arn)  # type: ignore[no-any-return]
+        return self.client("stepfunctions").describe_execution(executionArn=arn)
 
     def wait_for_execution(self, name: str, timeout: float = 300, poll: float = 0.2) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

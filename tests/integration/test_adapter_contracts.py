@@ -134,7 +134,7 @@ def test_runner_start_is_idempotent_per_name(runner):
     first = runner.start("churn-dv1-upload", payload)
     again = runner.start("churn-dv1-upload", payload)
     assert first.arn == again.arn
-    assert [e.name for e in runner.list()] == ["churn-dv1-upload"]
+    assert [e.name for e in runner.executions()] == ["churn-dv1-upload"]
     assert runner.describe("churn-dv1-upload").input == payload
 
 

@@ -111,7 +111,7 @@ def test_stable_traffic_is_ok_and_silent(world):
     _capture(store, _traffic(500, shifted=False))
     outcome = monitor.check("churn")
     assert outcome.status == "ok" and outcome.drifted == []
-    assert notifier.sent == [] and pipeline.list() == []
+    assert notifier.sent == [] and pipeline.executions() == []
 
 
 def test_drift_alerts_audits_and_retrains_on_the_latest_data(world):
@@ -119,7 +119,7 @@ def test_drift_alerts_audits_and_retrains_on_the_latest_data(world):
     _capture(store, _traffic(500, shifted=True))
     outcome = monitor.check("churn")
     assert outcome.status == "drift" and "tenure_months" in outcome.drifted and "plan" in outcome.drifted
-    [execution] = pipeline.list()
+    [execution] = pipeline.executions()
     assert execution.input["run"] == {
         "model": "churn",
         "dataset_version": 1,
@@ -137,7 +137,7 @@ def test_no_second_retrain_while_one_is_running(world):
     _capture(store, _traffic(500, shifted=True, seed=3), name="002")
     second = monitor.check("churn")
     assert second.status == "drift" and "not restarted" in second.action
-    assert second.execution == first.execution and len(pipeline.list()) == 1
+    assert second.execution == first.execution and len(pipeline.executions()) == 1
     assert len(notifier.sent) == 2  # still alerts: someone should know
 
 

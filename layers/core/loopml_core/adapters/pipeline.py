@@ -31,7 +31,7 @@ class PipelineRunner(ABC):
         """Start an execution named `name`. Starting the same name with the same input again returns the first one."""
 
     @abstractmethod
-    def list(self, status: str | None = None) -> list[Execution]:
+    def executions(self, status: str | None = None) -> list[Execution]:
         """Executions, newest first, optionally only those with `status`."""
 
     @abstractmethod
@@ -39,7 +39,7 @@ class PipelineRunner(ABC):
         """One execution by name."""
 
     def running_for(self, model: str) -> list[Execution]:
-        return [e for e in self.list("RUNNING") if e.model == model]
+        return [e for e in self.executions("RUNNING") if e.model == model]
 
 
 class StepFunctionsRunner(PipelineRunner):
@@ -75,7 +75,7 @@ class StepFunctionsRunner(PipelineRunner):
             started_at=reply["startDate"],
         )
 
-    def list(self, status: str | None = None) -> list[Execution]:
+    def executions(self, status: str | None = None) -> list[Execution]:
         kwargs: dict[str, Any] = {"stateMachineArn": self.state_machine_arn}
         if status:
             kwargs["statusFilter"] = status
@@ -110,6 +110,6 @@ class InMemoryPipelineRunner(PipelineRunner):
     def describe(self, name: str) -> Execution:
         return self._executions[name]
 
-    def list(self, status: str | None = None) -> list[Execution]:
+    def executions(self, status: str | None = None) -> list[Execution]:
         chosen = [e for e in self._executions.values() if status is None or e.status == status]
         return sorted(chosen, key=lambda e: e.started_at, reverse=True)
