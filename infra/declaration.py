@@ -8,8 +8,10 @@ here imports CDK or boto3, so either side can use it without dragging in the oth
 from __future__ import annotations
 
 import json
+import subprocess
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -279,9 +281,22 @@ DRIFT_SCHEDULE = ScheduleSpec(
 UPLOAD_TRIGGER = ("validate_upload", INCOMING_PREFIX, ".csv")
 
 
+@cache
+def code_version() -> str:
+    """The commit the functions are built from (recorded on every model version), or `unversioned` outside git."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unversioned"
+    return sha or "unversioned"
+
+
 def function_environment(names: Names, spec: FunctionSpec) -> dict[str, str]:
     """Environment of a function: identical on AWS and locally, apart from the names' account and region."""
     env = {
+        "LOOPML_CODE_VERSION": code_version(),
         "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
         "POWERTOOLS_METRICS_NAMESPACE": "LoopML",
         "LOG_LEVEL": "INFO",
