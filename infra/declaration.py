@@ -99,6 +99,11 @@ class ScheduleSpec:
     rate_minutes: int
     description: str
 
+    @property
+    def expression(self) -> str:
+        """The EventBridge schedule expression, in the declared unit (CDK's Schedule.rate would say `1 hour`)."""
+        return f"rate({self.rate_minutes} minute{'' if self.rate_minutes == 1 else 's'})"
+
 
 @dataclass(frozen=True)
 class StateMachineSpec:

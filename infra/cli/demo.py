@@ -24,6 +24,7 @@ from infra.demo import data
 from infra.local.api_gateway import ApiServer
 from infra.local.cloud import LocalCloud
 from loopml_core.adapters.object_store import S3ObjectStore
+from loopml_core.adapters.pipeline import Execution
 from loopml_core.adapters.table import DynamoTable
 from loopml_core.contract import load_contract
 from loopml_core.registry import Registry
@@ -59,7 +60,7 @@ class Narrator:
             raise DemoFailure(message)
 
 
-def _wait(cloud: LocalCloud, console: Console, name: str) -> dict[str, Any]:
+def _wait(cloud: LocalCloud, console: Console, name: str) -> Execution:
     with console.status(f"   Step Functions is running [bold]{name}[/bold] (train → evaluate → register)…"):
         return cloud.wait_for_execution(name, timeout=240)
 
@@ -113,7 +114,7 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
             )
             execution = cloud.pipeline_executions()[0]
             status = _wait(cloud, console, execution)
-            say.check(status["status"] == "SUCCEEDED", f"pipeline {execution} ended {status['status']}")
+            say.check(status.status == "SUCCEEDED", f"pipeline {execution} ended {status.status}")
             v1 = registry.champion_version("churn")
             say.say(
                 f"model [bold]churn v{v1.version}[/] is champion — holdout accuracy "
@@ -196,7 +197,7 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
                 say.say(f"SNS alert: [yellow]{alerts[0].get('Subject')}[/]")
                 say.say(result["action"])
                 status = _wait(cloud, console, result["execution"])
-                say.check(status["status"] == "SUCCEEDED", f"retraining ended {status['status']}")
+                say.check(status.status == "SUCCEEDED", f"retraining ended {status.status}")
                 v2 = registry.model_versions("churn")[-1]
                 say.say(
                     f"v{v2.version} evaluated against v{v1.version} on the same holdout (dataset "

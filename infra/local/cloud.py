@@ -27,6 +27,7 @@ from types import ModuleType
 from typing import Any
 
 from infra import declaration as decl
+from loopml_core.adapters.pipeline import Execution, StepFunctionsRunner
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -331,7 +332,7 @@ class LocalCloud:
         # The rule is declared for parity; moto delivers no scheduled events, so `fire_schedule` sends them.
         self.client("events").put_rule(
             Name=f"{decl.PREFIX}-{decl.DRIFT_SCHEDULE.key}",
-            ScheduleExpression=f"rate({decl.DRIFT_SCHEDULE.rate_minutes} minutes)",
+            ScheduleExpression=decl.DRIFT_SCHEDULE.expression,
             Description=decl.DRIFT_SCHEDULE.description,
         )
 
@@ -363,37 +364,32 @@ class LocalCloud:
         }
         return self.invoke(schedule.function, event)
 
-    def execution_status(self, name: str) -> dict[str, Any]:
-        arn = self.names.state_machine_arn().replace(":stateMachine:", ":execution:") + f":{name}"
-        return self.client("stepfunctions").describe_execution(executionArn=arn)
+    def pipeline(self) -> StepFunctionsRunner:
+        """The same Step Functions adapter the functions use, pointed at the local state machine."""
+        return StepFunctionsRunner(self.names.state_machine_arn(), self.client("stepfunctions"))
 
-    def wait_for_execution(self, name: str, timeout: float = 300, poll: float = 0.2) -> dict[str, Any]:
+    def wait_for_execution(self, name: str, timeout: float = 300, poll: float = 0.2) -> Execution:
         deadline = time.monotonic() + timeout
         while True:
-            status = self.execution_status(name)
-            if status["status"] in TERMINAL:
-                return status
+            execution = self.pipeline().describe(name)
+            if execution.status in TERMINAL:
+                return execution
             if time.monotonic() > deadline:
-                raise TimeoutError(f"execution {name} still {status['status']} after {timeout:.0f}s")
+                raise TimeoutError(f"execution {name} still {execution.status} after {timeout:.0f}s")
             time.sleep(poll)
 
     def pipeline_executions(self) -> list[str]:
         """Execution names, newest first."""
-        sfn = self.client("stepfunctions")
-        reply = sfn.list_executions(stateMachineArn=self.names.state_machine_arn())
-        return [e["name"] for e in sorted(reply["executions"], key=lambda e: e["startDate"], reverse=True)]
-
-    def running_executions(self) -> list[str]:
-        sfn = self.client("stepfunctions")
-        reply = sfn.list_executions(stateMachineArn=self.names.state_machine_arn(), statusFilter="RUNNING")
-        return [e["name"] for e in reply["executions"]]
+        return [e.name for e in self.pipeline().executions()]
 
     def wait_for_idle(self, timeout: float = 300) -> None:
         """Wait until queued S3 notifications are handled and no pipeline execution is running."""
         if self._mock is None:
             return
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and (self._notifications.unfinished_tasks or self.running_executions()):
+        while time.monotonic() < deadline and (
+            self._notifications.unfinished_tasks or self.pipeline().executions("RUNNING")
+        ):
             time.sleep(0.1)
 
     def alerts(self) -> list[dict[str, Any]]:

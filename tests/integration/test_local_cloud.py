@@ -68,7 +68,7 @@ def trained(cloud, registry, store):
     )
     assert tags["loopml-status"] == "accepted"
     execution = cloud.pipeline_executions()[0]
-    assert cloud.wait_for_execution(execution)["status"] == "SUCCEEDED"
+    assert cloud.wait_for_execution(execution).status == "SUCCEEDED"
     return registry.champion_version("churn")
 
 
@@ -228,7 +228,7 @@ def test_a_failing_step_is_caught_recorded_and_leaves_the_champion(trained, clou
         name=name,
         input=json.dumps({"run": {"model": "churn", "dataset_version": 99, "trigger": "manual"}}),
     )
-    assert cloud.wait_for_execution(name)["status"] == "FAILED"
+    assert cloud.wait_for_execution(name).status == "FAILED"
     [run] = [r for r in registry.runs("churn") if r.execution == name]
     assert run.status.value == "FAILED" and "no version 99" in (run.cause or "")
     assert registry.champion_version("churn").version == trained.version

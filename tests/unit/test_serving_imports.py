@@ -44,6 +44,18 @@ def _imported_roots(path: Path) -> set[str]:
     return roots
 
 
+def _run_isolated(script: str) -> subprocess.CompletedProcess[str]:
+    """Run `script` in a fresh interpreter that sees only the core package, so imports start from nothing."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(CORE), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+        check=False,
+    )
+
+
 def test_serving_modules_import_only_numpy_onnxruntime_and_stdlib() -> None:
     for module in SERVING_MODULES:
         roots = _imported_roots(CORE / "loopml_core" / f"{module}.py")
@@ -88,14 +100,7 @@ def test_serving_path_runs_without_training_libraries(tmp_path: Path) -> None:
         print(json.dumps({{"loaded": loaded, "outputs": out, "promote": verdict.promote, "rows": report.rows}}))
         """
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env={"PYTHONPATH": str(CORE), "PATH": "/usr/bin:/bin"},
-        timeout=60,
-        check=False,
-    )
+    completed = _run_isolated(script)
     assert completed.returncode == 0, completed.stderr
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["loaded"] == []
@@ -129,14 +134,7 @@ def test_training_runs_without_onnxruntime() -> None:
         print(len(result.onnx_model), "onnxruntime" in sys.modules)
         """
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env={"PYTHONPATH": str(CORE), "PATH": "/usr/bin:/bin"},
-        timeout=60,
-        check=False,
-    )
+    completed = _run_isolated(script)
     assert completed.returncode == 0, completed.stderr
     size, loaded = completed.stdout.split()
     assert int(size) > 0 and loaded == "False"

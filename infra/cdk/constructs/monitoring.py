@@ -18,11 +18,6 @@ from infra.cdk.arns import Arns
 from infra.declaration import DRIFT_SCHEDULE, PREFIX, UPLOAD_TRIGGER, Names
 
 
-def rate_expression(minutes: int) -> str:
-    # Schedule.rate() would render 60 minutes as `rate(1 hour)`; keep the declared unit.
-    return f"rate({minutes} minute{'' if minutes == 1 else 's'})"
-
-
 class Monitoring(Construct):
     def __init__(
         self,
@@ -61,7 +56,7 @@ class Monitoring(Construct):
             "DriftSchedule",
             rule_name=f"{PREFIX}-{DRIFT_SCHEDULE.key}",
             description=DRIFT_SCHEDULE.description,
-            schedule=events.Schedule.expression(rate_expression(DRIFT_SCHEDULE.rate_minutes)),
+            schedule=events.Schedule.expression(DRIFT_SCHEDULE.expression),
             targets=[targets.LambdaFunction(function, retry_attempts=2)],
         )
 
