@@ -14,7 +14,7 @@ from loopml_core.adapters.table import InMemoryTable
 from loopml_core.contract import load_contract
 from loopml_core.drift import build_profile
 from loopml_core.logic.monitor import DriftMonitor
-from loopml_core.models import DatasetVersion, ModelVersion, ObjectRef
+from loopml_core.models import DatasetVersion, ModelVersion, ObjectRef, UploadOutcome, UploadStatus
 from loopml_core.registry import Registry
 
 CONTRACT = load_contract("""
@@ -45,7 +45,9 @@ def world():
     ref = ObjectRef(bucket=BUCKET, key="baseline.json", version_id=baseline.version_id)
     registry.register_dataset_version(
         "churn",
-        source_id="s@1",
+        upload=UploadOutcome(
+            dataset="churn", source_key="k", status=UploadStatus.ACCEPTED, summary="", sha256="x", at="t"
+        ),
         build=lambda n: DatasetVersion(
             dataset="churn",
             version=n,

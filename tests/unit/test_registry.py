@@ -9,7 +9,7 @@ import pytest
 from loopml_core.adapters.table import InMemoryTable, Put
 from loopml_core.contract import load_contract
 from loopml_core.errors import ConflictError, NotFoundError
-from loopml_core.models import DatasetVersion, ModelVersion, ObjectRef
+from loopml_core.models import DatasetVersion, ModelVersion, ObjectRef, UploadOutcome, UploadStatus
 from loopml_core.registry import AUDIT_PK, Event, Registry
 
 CONTRACT = """
@@ -27,6 +27,18 @@ def registry():
     registry = Registry(InMemoryTable(), actor="test")
     registry.declare_dataset(load_contract(CONTRACT))
     return registry
+
+
+def _upload(source_version: str, sha: str = "abc") -> UploadOutcome:
+    return UploadOutcome(
+        dataset="churn",
+        source_key="incoming/churn/a.csv",
+        source_version_id=source_version,
+        status=UploadStatus.ACCEPTED,
+        summary="valid",
+        sha256=sha,
+        at="2026-01-01T00:00:00Z",
+    )
 
 
 def _dataset_version(number: int, sha: str = "abc") -> DatasetVersion:
@@ -71,13 +83,54 @@ def test_declaring_the_same_contract_twice_changes_nothing(registry):
     assert registry.contract("churn").feature("tenure_months").min == 1
 
 
-def test_dataset_versions_are_numbered_once_per_source(registry):
-    first, created = registry.register_dataset_version("churn", source_id="a@1", build=_dataset_version)
-    again, created_again = registry.register_dataset_version("churn", source_id="a@1", build=_dataset_version)
-    second, _ = registry.register_dataset_version("churn", source_id="a@2", build=_dataset_version)
-    assert (first.version, created, again.version, created_again, second.version) == (1, True, 1, False, 2)
+def test_dataset_versions_are_numbered_once_per_object_version(registry):
+    first = registry.register_dataset_version("churn", upload=_upload("1", "aaa"), build=_dataset_version)
+    again = registry.register_dataset_version("churn", upload=_upload("1", "aaa"), build=_dataset_version)
+    second = registry.register_dataset_version(
+        "churn", upload=_upload("2", "bbb"), build=lambda n: _dataset_version(n, "bbb")
+    )
+    assert (first.status, first.dataset_version) == (UploadStatus.ACCEPTED, 1)
+    assert again == first  # a redelivered event gets the first outcome back, and registers nothing
+    assert (second.status, second.dataset_version) == (UploadStatus.ACCEPTED, 2)
     assert registry.latest_dataset_version("churn").version == 2
     assert [a.action for a in registry.audit_records()].count("dataset.version.registered") == 2
+    assert [u.source_version_id for u in registry.uploads("churn")] == ["1", "2"]
+
+
+def test_the_same_content_uploaded_again_is_a_duplicate_of_its_version(registry):
+    registry.register_dataset_version("churn", upload=_upload("1"), build=_dataset_version)
+    built: list[int] = []
+
+    def build(number: int) -> DatasetVersion:
+        built.append(number)
+        return _dataset_version(number)
+
+    duplicate = registry.register_dataset_version(
+        "churn", upload=_upload("2"), build=build, execution_for=lambda n: f"run-{n}"
+    )
+    assert (duplicate.status, duplicate.dataset_version, duplicate.execution) == (UploadStatus.DUPLICATE, 1, None)
+    assert "same content" in duplicate.summary and "version 1" in duplicate.summary
+    assert built == []  # nothing was copied for it
+    assert [v.version for v in registry.dataset_versions("churn")] == [1]
+    record = registry.audit_records()[-1]
+    assert (record.action, record.details["dataset_version"]) == ("dataset.upload.duplicate", 1)
+    assert registry.verify_audit().ok
+
+
+def test_an_accepted_outcome_names_the_run_it_starts(registry):
+    outcome = registry.register_dataset_version(
+        "churn", upload=_upload("1"), build=_dataset_version, execution_for=lambda n: f"churn-dv{n}-upload"
+    )
+    assert outcome.execution == "churn-dv1-upload"
+    assert registry.upload("churn", "incoming/churn/a.csv@1") == outcome
+
+
+def test_the_first_outcome_of_an_upload_stands(registry):
+    quarantined = _upload("7").model_copy(update={"status": UploadStatus.QUARANTINED, "summary": "bad"})
+    assert registry.record_upload(quarantined) == quarantined
+    error = quarantined.model_copy(update={"status": UploadStatus.ERROR, "summary": "crashed"})
+    assert registry.record_upload(error) == quarantined
+    assert [r.action for r in registry.audit_records()] == ["dataset.declared", "dataset.upload.quarantined"]
 
 
 def test_unknown_dataset_is_not_found(registry):
@@ -198,7 +251,7 @@ def test_a_writer_that_lost_the_audit_head_retries(registry):
         return item
 
     table.get = racing_get  # type: ignore[method-assign]
-    registry.register_dataset_version("churn", source_id="a@1", build=_dataset_version)
+    registry.register_dataset_version("churn", upload=_upload("1"), build=_dataset_version)
     table.get = original_get  # type: ignore[method-assign]
     assert registry.verify_audit().ok
     assert [r.action for r in registry.audit_records()][-2:] == ["model.drift.detected", "dataset.version.registered"]

@@ -40,8 +40,40 @@ class DatasetVersion(BaseModel):
     sha256: str
     rows: int
     contract_version: int
+    format: str = "csv"  # csv | csv.gz | parquet: how `object` is stored, which is how training reads it
     profile: dict[str, Any] | None = None
     created_at: str
+
+
+class UploadStatus(StrEnum):
+    """The one outcome every upload to `incoming/` ends with."""
+
+    ACCEPTED = "accepted"  # a new dataset version
+    DUPLICATE = "duplicate"  # same content (SHA-256) as an existing version: nothing new registered or trained
+    QUARANTINED = "quarantined"  # copied to quarantine/ beside a report naming every problem
+    ERROR = "error"  # validation crashed or timed out after Lambda's retries (the on-failure destination)
+
+
+class UploadOutcome(BaseModel):
+    """What became of one uploaded object version; small by construction (the report itself lives in S3)."""
+
+    dataset: str  # "_undeclared" when the key names no declared dataset
+    source_key: str
+    source_version_id: str | None = None
+    status: UploadStatus
+    summary: str
+    sha256: str | None = None
+    format: str | None = None
+    rows: int | None = None
+    dataset_version: int | None = None  # accepted: the new version; duplicate: the version it duplicates
+    execution: str | None = None  # the pipeline run an accepted upload started
+    quarantined: str | None = None  # s3:// URI of the quarantined copy
+    report: str | None = None  # s3:// URI of its report
+    at: str
+
+    @property
+    def source_id(self) -> str:
+        return f"{self.source_key}@{self.source_version_id or 'null'}"
 
 
 class VersionStatus(StrEnum):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,12 +27,15 @@ from loopml_core.models import (
     ModelVersion,
     PipelineRun,
     RunStatus,
+    UploadOutcome,
+    UploadStatus,
 )
 
 GENESIS_HASH = "0" * 64
 AUDIT_PK = "AUDIT"
 AUDIT_HEAD_SK = "HEAD"
 DATASETS_INDEX_PK = "DATASETS"
+UNDECLARED = "_undeclared"  # the dataset that uploads naming no declared dataset are recorded under
 MODELS_INDEX_PK = "MODELS"
 COMMIT_ATTEMPTS = 5
 
@@ -46,6 +50,14 @@ def _model_pk(name: str) -> str:
 
 def _version_sk(version: int) -> str:
     return f"V#{version:08d}"
+
+
+def _sha_sk(sha256: str) -> str:
+    return f"SHA#{sha256}"
+
+
+def _upload_sk(source_id: str) -> str:
+    return f"UPLOAD#{source_id}"
 
 
 def _audit_sk(seq: int) -> str:
@@ -205,39 +217,93 @@ class Registry:
         self,
         name: str,
         *,
-        source_id: str,
-        build: Any,
-    ) -> tuple[DatasetVersion, bool]:
-        """Register the next version of a dataset, once per source object.
+        upload: UploadOutcome,
+        build: Callable[[int], DatasetVersion],
+        execution_for: Callable[[int], str | None] = lambda number: None,
+    ) -> UploadOutcome:
+        """Register the next version of a dataset from an accepted upload, once per object version and per content.
 
-        `build(version) -> DatasetVersion` makes the record for the version number it is given (it may store the
-        data there first). `source_id` names the uploaded object version; a second call with it returns the version
-        registered the first time, so a redelivered S3 event registers nothing new.
+        `upload` is the accepted outcome without its version number (its `sha256` is the content's). `build(version)`
+        makes the record for the version number it is given (it may store the data there first);
+        `execution_for(version)` names the training run the version will start, if any, so the outcome records it.
+        Returns the upload's outcome: accepted with the new version; the first outcome again for an object version
+        seen before (a redelivered S3 event registers nothing new); or duplicate, naming the version with the same
+        content.
         """
+        pk = _dataset_pk(name)
         for _ in range(COMMIT_ATTEMPTS):
-            existing = self.table.get(_dataset_pk(name), f"SOURCE#{source_id}")
-            if existing is not None:
-                return self.dataset_version(name, int(existing["version"])), False
+            prior = self.upload(name, upload.source_id)
+            if prior is not None:
+                return prior
+            same = self.table.get(pk, _sha_sk(str(upload.sha256)))
+            if same is not None:
+                number = int(same["version"])
+                duplicate = upload.model_copy(
+                    update={
+                        "status": UploadStatus.DUPLICATE,
+                        "dataset_version": number,
+                        "execution": None,
+                        "summary": f"same content (sha256 {str(upload.sha256)[:12]}) as version {number}: "
+                        "no new version, nothing trained",
+                    }
+                )
+                return self.record_upload(duplicate)
             dataset = self.dataset(name)
             number = dataset.latest_version + 1
-            record: DatasetVersion = build(number)
+            record = build(number)
+            outcome = upload.model_copy(
+                update={"status": UploadStatus.ACCEPTED, "dataset_version": number, "execution": execution_for(number)}
+            )
             updated = dataset.model_copy(update={"latest_version": number, "updated_at": record.created_at})
             puts = [
                 Put(self._dataset_meta(updated), if_equals={"latest_version": dataset.latest_version}),
-                Put(_doc_item(_dataset_pk(name), _version_sk(number), record.model_dump()), if_absent=True),
-                Put({"pk": _dataset_pk(name), "sk": f"SOURCE#{source_id}", "version": number}, if_absent=True),
+                Put(_doc_item(pk, _version_sk(number), record.model_dump()), if_absent=True),
+                Put({"pk": pk, "sk": _sha_sk(record.sha256), "version": number}, if_absent=True),
+                Put(_doc_item(pk, _upload_sk(upload.source_id), outcome.model_dump()), if_absent=True),
             ]
             event = Event(
                 "dataset.version.registered",
                 f"dataset/{name}/v{number}",
-                {"sha256": record.sha256, "rows": record.rows, "object": record.object.uri, "source": source_id},
+                {
+                    "sha256": record.sha256,
+                    "rows": record.rows,
+                    "format": record.format,
+                    "object": record.object.uri,
+                    "source": upload.source_id,
+                },
             )
             try:
                 self._commit(puts, [event])
-                return record, True
+                return outcome
             except ConflictError:
-                continue  # another upload took this number (or this source); look again
+                continue  # another upload took this number, this source or this content; look again
         raise ConflictError(f"could not register a version of '{name}': too many concurrent uploads")
+
+    def record_upload(self, outcome: UploadOutcome) -> UploadOutcome:
+        """Record a quarantined, duplicate or failed upload with its audit record, in one transaction.
+
+        The first outcome of an object version stands: recording another returns the one already there.
+        """
+        item = _doc_item(_dataset_pk(outcome.dataset), _upload_sk(outcome.source_id), outcome.model_dump())
+        details = outcome.model_dump(mode="json", exclude_none=True, exclude={"dataset", "status", "at"})
+        event = Event(f"dataset.upload.{outcome.status}", f"dataset/{outcome.dataset}", details)
+        try:
+            self._commit([Put(item, if_absent=True)], [event])
+        except ConflictError:
+            existing = self.upload(outcome.dataset, outcome.source_id)
+            if existing is None:
+                raise
+            return existing
+        return outcome
+
+    def upload(self, dataset: str, source_id: str) -> UploadOutcome | None:
+        """The outcome of one uploaded object version (`<key>@<version id>`), if it has one yet."""
+        item = self.table.get(_dataset_pk(dataset), _upload_sk(source_id))
+        return UploadOutcome(**_doc(item)) if item is not None else None
+
+    def uploads(self, dataset: str) -> list[UploadOutcome]:
+        """Every upload's outcome for a dataset (`_undeclared` for keys that name none), oldest key first."""
+        return [UploadOutcome(**_doc(i)) for i in self.table.query(_dataset_pk(dataset), "UPLOAD#")]
 
     def dataset_version(self, name: str, version: int) -> DatasetVersion:
         item = self.table.get(_dataset_pk(name), _version_sk(version))
@@ -251,24 +317,6 @@ class Registry:
     def latest_dataset_version(self, name: str) -> DatasetVersion | None:
         items = self.table.query(_dataset_pk(name), "V#", newest_first=True, limit=1)
         return DatasetVersion(**_doc(items[0])) if items else None
-
-    def record_quarantine(
-        self, dataset: str, source_key: str, quarantine_uri: str, report_uri: str, summary: str
-    ) -> None:
-        """Audit a rejected upload. Idempotent per quarantined object."""
-        marker = Put(
-            {"pk": _dataset_pk(dataset or "_undeclared"), "sk": f"QUARANTINE#{quarantine_uri}"}, if_absent=True
-        )
-        event = Event(
-            "dataset.upload.quarantined",
-            f"dataset/{dataset or '_undeclared'}",
-            {"source": source_key, "quarantined": quarantine_uri, "report": report_uri, "summary": summary},
-        )
-        try:
-            self._commit([marker], [event])
-        except ConflictError:
-            if self.table.get(str(marker.item["pk"]), str(marker.item["sk"])) is None:
-                raise
 
     # -- models ---------------------------------------------------------------------------------------------------
 
