@@ -47,6 +47,8 @@ def _is_null(value: Any) -> bool:
 
 def _numeric_array(values: Iterable[Any]) -> NDArray[np.float64]:
     """Floats with NaN for nulls; values that are not numbers count as nulls too (validation happens upstream)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
+        return values.astype(np.float64, copy=False)
     out: list[float] = []
     for v in values:
         if _is_null(v):
@@ -118,6 +120,51 @@ def _vector(entry: Mapping[str, Any]) -> NDArray[np.float64]:
     """All buckets of a profile entry as one fraction vector, in a fixed order, for the PSI."""
     tail = [entry["other_fraction"]] if entry["kind"] == "category" else []
     return np.asarray([*entry["fractions"], *tail, entry["null_fraction"]], dtype=np.float64)
+
+
+def bucket_fractions(entry: Mapping[str, Any]) -> NDArray[np.float64]:
+    """A profile entry's buckets as one fraction vector: bins (or values, then other), then null."""
+    return _vector(entry)
+
+
+def numeric_entry(sample: NDArray[np.float64], *, null_fraction: float) -> dict[str, Any]:
+    """A numeric entry from an evenly spaced sample of a column (NaN for nulls) and the column's exact null fraction.
+
+    Bin edges and bin shares come from the sample's non-null values; nulls are counted over every row, so a column
+    whose few nulls all fall between sampled rows still shows them.
+    """
+    present = sample[~np.isnan(sample)]
+    entry = _numeric_profile(present)
+    share = 1.0 - null_fraction
+    entry["fractions"] = [f * share for f in entry["fractions"]] if present.size else entry["fractions"]
+    entry["null_fraction"] = null_fraction
+    return entry
+
+
+def category_entry(
+    values: Sequence[str], counts: Mapping[str, int], *, other: int, nulls: int, rows: int
+) -> dict[str, Any]:
+    """A category entry from exact counts: of each contract value, of values outside the list, and of nulls."""
+    denominator = max(rows, 1)
+    return {
+        "kind": "category",
+        "values": [str(v) for v in values],
+        "fractions": [counts.get(str(v), 0) / denominator for v in values],
+        "other_fraction": other / denominator,
+        "null_fraction": nulls / denominator,
+    }
+
+
+def profile_from_entries(contract: DatasetContract, rows: int, features: Mapping[str, Any]) -> dict[str, Any]:
+    """A dataset profile (features only; no prediction or target) from entries built elsewhere, e.g. streamed."""
+    return {
+        "version": PROFILE_VERSION,
+        "task": str(contract.task),
+        "rows": rows,
+        "features": {f.name: features[f.name] for f in contract.features},
+        PREDICTION: None,
+        "target": None,
+    }
 
 
 def _observe(entry: Mapping[str, Any], values: Sequence[Any]) -> dict[str, Any]:

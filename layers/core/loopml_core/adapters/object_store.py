@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from loopml_core.errors import NotFoundError
 
@@ -32,6 +33,18 @@ class ObjectStore(ABC):
     @abstractmethod
     def get(self, bucket: str, key: str, version_id: str | None = None) -> bytes:
         """Read an object (a specific version when given). Raises NotFoundError."""
+
+    @abstractmethod
+    def size(self, bucket: str, key: str, version_id: str | None = None) -> int:
+        """The object's size in bytes. Raises NotFoundError."""
+
+    @abstractmethod
+    def open(self, bucket: str, key: str, version_id: str | None = None) -> BinaryIO:
+        """The object's bytes as a stream read from the start, never held whole. Raises NotFoundError."""
+
+    @abstractmethod
+    def open_random_access(self, bucket: str, key: str, version_id: str | None = None) -> BinaryIO:
+        """A seekable view of the object that fetches only the byte ranges read (Parquet reads its footer first)."""
 
     @abstractmethod
     def copy(
@@ -69,18 +82,46 @@ class S3ObjectStore(ObjectStore):
         return StoredObject(bucket, key, reply.get("VersionId") or "null")
 
     def get(self, bucket: str, key: str, version_id: str | None = None) -> bytes:
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        with self.open(bucket, key, version_id) as body:
+            return body.read()
+
+    def _get_object(self, bucket: str, key: str, version_id: str | None, **extra: Any) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, **extra}
         if version_id and version_id != "null":
             kwargs["VersionId"] = version_id
         try:
-            body: bytes = self.client.get_object(**kwargs)["Body"].read()
+            reply: dict[str, Any] = self.client.get_object(**kwargs)
         except self.client.exceptions.NoSuchKey as error:
             raise NotFoundError(f"s3://{bucket}/{key} does not exist") from error
         except self.client.exceptions.ClientError as error:
             if error.response["Error"]["Code"] in {"NoSuchVersion", "InvalidArgument", "404"}:
                 raise NotFoundError(f"s3://{bucket}/{key} version {version_id} does not exist") from error
             raise
-        return body
+        return reply
+
+    def size(self, bucket: str, key: str, version_id: str | None = None) -> int:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id and version_id != "null":
+            kwargs["VersionId"] = version_id
+        try:
+            return int(self.client.head_object(**kwargs)["ContentLength"])
+        except self.client.exceptions.ClientError as error:
+            if error.response["Error"]["Code"] in {"NoSuchKey", "NoSuchVersion", "404", "400"}:
+                raise NotFoundError(f"s3://{bucket}/{key} version {version_id} does not exist") from error
+            raise
+
+    def open(self, bucket: str, key: str, version_id: str | None = None) -> BinaryIO:
+        return cast(BinaryIO, _Body(self._get_object(bucket, key, version_id)["Body"]))
+
+    def open_random_access(self, bucket: str, key: str, version_id: str | None = None) -> BinaryIO:
+        size = self.size(bucket, key, version_id)
+
+        def fetch(start: int, end: int) -> bytes:
+            reply = self._get_object(bucket, key, version_id, Range=f"bytes={start}-{end - 1}")
+            data: bytes = reply["Body"].read()
+            return data
+
+        return io.BufferedReader(_RangeReader(size, fetch), buffer_size=RANGE_READ_BYTES)
 
     def copy(
         self, bucket: str, key: str, dest_bucket: str, dest_key: str, version_id: str | None = None
@@ -122,6 +163,65 @@ class S3ObjectStore(ObjectStore):
         return {t["Key"]: t["Value"] for t in self.client.get_object_tagging(**kwargs)["TagSet"]}
 
 
+class _Body(io.RawIOBase):
+    """botocore's streaming body, closed when done. Its own `with` yields the raw network stream, which would skip
+    the length and checksum checks its `read` makes, so reads always go through the body."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        data: bytes = self._body.read(None if size is None or size < 0 else size)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._body.close()
+        super().close()
+
+
+RANGE_READ_BYTES = 8 << 20  # one ranged GET fetches at least this much: few requests, bounded memory
+
+
+class _RangeReader(io.RawIOBase):
+    """A seekable, read-only file over ranged reads (`fetch(start, end)` returns bytes [start, end))."""
+
+    def __init__(self, size: int, fetch: Any) -> None:
+        self._size = size
+        self._fetch = fetch
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        end = min(self._size, self._position + len(buffer))
+        if end <= self._position:
+            return 0
+        data = self._fetch(self._position, end)
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+
 class InMemoryObjectStore(ObjectStore):
     """Keeps every version of every object, like a versioned bucket."""
 
@@ -148,6 +248,15 @@ class InMemoryObjectStore(ObjectStore):
 
     def get(self, bucket: str, key: str, version_id: str | None = None) -> bytes:
         return self._version(bucket, key, version_id)[1]
+
+    def size(self, bucket: str, key: str, version_id: str | None = None) -> int:
+        return len(self._version(bucket, key, version_id)[1])
+
+    def open(self, bucket: str, key: str, version_id: str | None = None) -> BinaryIO:
+        return io.BytesIO(self._version(bucket, key, version_id)[1])
+
+    def open_random_access(self, bucket: str, key: str, version_id: str | None = None) -> BinaryIO:
+        return io.BytesIO(self._version(bucket, key, version_id)[1])
 
     def copy(
         self, bucket: str, key: str, dest_bucket: str, dest_key: str, version_id: str | None = None

@@ -1,0 +1,95 @@
+"""What validation reads: a name that declares the format, a size, and the bytes as a stream or by ranges."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from loopml_core.validation import csv_text
+
+
+class ByteSource(Protocol):
+    """An object to validate: its name (which declares its format), its size, and its bytes."""
+
+    @property
+    def name(self) -> str:
+        """The file name, whose suffix declares the format."""
+        ...
+
+    @property
+    def size(self) -> int:
+        """Bytes in all."""
+        ...
+
+    def stream(self) -> BinaryIO:
+        """The bytes from the start, read sequentially."""
+        ...
+
+    def random_access(self) -> BinaryIO:
+        """A seekable view, for Parquet's footer-first layout."""
+        ...
+
+
+@dataclass(frozen=True)
+class BytesSource:
+    name: str
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def stream(self) -> BinaryIO:
+        return io.BytesIO(self.data)
+
+    def random_access(self) -> BinaryIO:
+        return io.BytesIO(self.data)
+
+
+@dataclass(frozen=True)
+class FileSource:
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    def stream(self) -> BinaryIO:
+        return self.path.open("rb")
+
+    def random_access(self) -> BinaryIO:
+        return self.path.open("rb")
+
+
+class HashingReader:
+    """Reads a stream sequentially, hashing every byte that passes, so the SHA-256 costs no second read."""
+
+    def __init__(self, stream: BinaryIO, on_progress: Callable[[int], None] | None = None) -> None:
+        self._stream = stream
+        self._on_progress = on_progress
+        self.digest = hashlib.sha256()
+        self.consumed = 0
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self.digest.update(data)
+        self.consumed += len(data)
+        if self._on_progress is not None:
+            self._on_progress(self.consumed)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def drain(self) -> None:
+        while self.read(csv_text.SEGMENT_BYTES):
+            pass
