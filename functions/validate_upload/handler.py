@@ -1,4 +1,4 @@
-"""S3 ObjectCreated under incoming/ -> validate against the dataset contract -> version or quarantine -> train."""
+"""S3 ObjectCreated under incoming/ -> streamed validation -> version, duplicate or quarantine -> train."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def ingestor() -> Ingestor:
         S3ObjectStore(),
         Registry(DynamoTable(settings.registry_table), actor="validate_upload"),
         StepFunctionsRunner(settings.state_machine_arn),
+        max_upload_bytes=settings.max_upload_bytes,
     )
 
 
@@ -41,8 +42,8 @@ def lambda_handler(event: S3Model, context: LambdaContext) -> dict[str, Any]:
         if record.s3.object is None:
             continue
         upload = Upload(record.s3.bucket.name, unquote_plus(record.s3.object.key), record.s3.object.versionId)
-        outcome = ingestor().ingest(upload)
-        logger.info("upload processed", extra={"upload": upload.key, **outcome.to_dict()})
-        metrics.add_metric(name=f"Uploads{outcome.status.capitalize()}", unit=MetricUnit.Count, value=1)
-        outcomes.append(outcome.to_dict())
+        outcome = ingestor().ingest(upload).model_dump(mode="json", exclude_none=True)
+        logger.info("upload processed", extra={"upload": upload.key, **outcome})
+        metrics.add_metric(name=f"Uploads{str(outcome['status']).capitalize()}", unit=MetricUnit.Count, value=1)
+        outcomes.append(outcome)
     return {"outcomes": outcomes}

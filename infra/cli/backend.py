@@ -7,18 +7,22 @@ import os
 import ssl
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from infra import declaration as decl
-from loopml_core.adapters.object_store import S3ObjectStore
+from loopml_core.adapters.object_store import S3ObjectStore, StoredObject
 from loopml_core.adapters.pipeline import StepFunctionsRunner
 from loopml_core.adapters.table import DynamoTable
-from loopml_core.registry import Registry
+from loopml_core.models import UploadOutcome
+from loopml_core.registry import UNDECLARED, Registry
+from loopml_core.uploads import dataset_of
 
 STACK_NAME = "LoopML"
+UPLOAD_MARKER = "loopml-upload"  # object metadata that tells the CLI which version its upload made
 
 
 class BackendError(Exception):
@@ -95,6 +99,22 @@ class Backend:
     @cached_property
     def pipeline(self) -> StepFunctionsRunner:
         return StepFunctionsRunner(self.names.state_machine_arn(), self.client("stepfunctions"))
+
+    def upload_file(self, path: Path, key: str) -> StoredObject:
+        """Upload a file to the data bucket as `aws s3 cp` does (in parts above 8 MB), streaming it from disk."""
+        marker = uuid.uuid4().hex
+        bucket = self.names.data_bucket
+        client = self.store.client
+        client.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": {UPLOAD_MARKER: marker}})
+        # The managed transfer does not return the version it made; the marker finds it even if others upload too.
+        head = client.head_object(Bucket=bucket, Key=key)
+        if head.get("Metadata", {}).get(UPLOAD_MARKER) != marker:
+            versions = client.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
+            for version in (v for v in versions if v["Key"] == key):
+                head = client.head_object(Bucket=bucket, Key=key, VersionId=version["VersionId"])
+                if head.get("Metadata", {}).get(UPLOAD_MARKER) == marker:
+                    break
+        return StoredObject(bucket, key, head.get("VersionId") or "null")
 
     def invoke(self, function_key: str, event: dict[str, Any]) -> dict[str, Any]:
         reply = self.client("lambda").invoke(
@@ -180,3 +200,22 @@ def upload_and_wait(store: S3ObjectStore, bucket: str, key: str, body: bytes, ti
             return {**tags, "version_id": stored.version_id}
         time.sleep(0.1)
     raise BackendError(f"no validation outcome for s3://{bucket}/{key} after {timeout:.0f}s; is the trigger deployed?")
+
+
+def upload_file_and_wait(backend: Backend, path: Path, key: str, timeout: float = 120) -> UploadOutcome:
+    """Upload a file to `incoming/` and wait for the outcome validation records for that object version."""
+    import time
+
+    stored = backend.upload_file(path, key)
+    dataset = dataset_of(key) or UNDECLARED
+    source_id = f"{key}@{stored.version_id}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        outcome = backend.registry.upload(dataset, source_id)
+        if outcome is not None:
+            return outcome
+        time.sleep(0.2)
+    raise BackendError(
+        f"no validation outcome for {stored.uri} (version {stored.version_id}) after {timeout:.0f}s; it may still be "
+        f"running: see `loopml datasets show {dataset}`"
+    )

@@ -7,20 +7,21 @@ LoopML stack deployed in the AWS account of your environment (or to `--endpoint-
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import sys
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import click
-from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.table import Table
 
-from infra.cli.backend import Backend, BackendError, read_local_info, upload_and_wait
+from infra.cli.backend import Backend, BackendError, read_local_info, upload_file_and_wait
 from loopml_core.contract import load_contract
 from loopml_core.errors import LoopMLError
 from loopml_core.logic.runs import start_training
 
 console = Console()  # resolves sys.stdout at each write, so click's test runner captures it
+progress = Console(stderr=True)  # spinners and progress, kept out of what a pipe or --json reads
 
 
 class Context:
@@ -54,10 +55,21 @@ class LoopMLGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (BackendError, LoopMLError, ValueError, OSError, BotoCoreError, ClientError) as error:
+        except Exception as error:
+            if not _expected(error):
+                raise
             # Expected failures (nothing running, unknown model, bad contract file) get one clear line, not a trace.
             click.secho(f"error: {error}", fg="red", err=True)
             raise SystemExit(2) from error
+
+
+def _expected(error: Exception) -> bool:
+    expected: list[type[Exception]] = [BackendError, LoopMLError, ValueError, OSError]
+    # botocore is imported only by commands that talk to AWS; `loopml validate` starts faster without it.
+    botocore = sys.modules.get("botocore.exceptions")
+    if botocore is not None:
+        expected += [botocore.BotoCoreError, botocore.ClientError]
+    return isinstance(error, tuple(expected))
 
 
 @click.group(cls=LoopMLGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -79,6 +91,7 @@ def cli(ctx: click.Context, endpoint_url: str | None, api_url: str | None) -> No
     Start here:
       loopml demo                 the whole closed loop, locally, in about a minute
       loopml local up             a local cloud for real clients (AWS CLI, curl)
+      loopml validate FILE --contract C.yaml   check a file before uploading it
     """
     ctx.obj = Context(endpoint_url, api_url)
 
@@ -98,6 +111,79 @@ def demo() -> None:
     from infra.cli.demo import main as run
 
     raise SystemExit(run())
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--contract",
+    "contract_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Dataset contract, YAML or JSON.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report document the quarantine would hold.")
+@click.option("--max-issue-rows", default=20, show_default=True, help="Example rows listed per issue.")
+def validate(file: Path, contract_file: Path, as_json: bool, max_issue_rows: int) -> None:
+    """Validate a local CSV, gzip-compressed CSV or Parquet file against a contract, as an upload would be.
+
+    The very code the validation Lambda runs: the file is streamed in segments, checked in parallel and in bounded
+    memory (any size), and every problem is reported with its rows, file lines and values. The format comes from the
+    name: .csv, .csv.gz or .parquet. Exits 0 when the file is valid, 1 when it is not, 2 on a usage error.
+
+    \b
+    Examples:
+      loopml validate customers.csv --contract churn.yaml
+      loopml validate customers.parquet --contract churn.yaml --json | jq '.issues[] | .message'
+    """
+    from loopml_core.logic.ingest import report_document
+    from loopml_core.validation import FileSource
+    from loopml_core.validation import validate as validate_file
+
+    contract = load_contract(contract_file.read_text())
+    source = FileSource(file)
+    if as_json:
+        validated = validate_file(contract, source, max_issue_rows=max_issue_rows)
+    else:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+        columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+        with Progress(f"validating {file.name}", *columns, console=progress, transient=True) as bar:
+            task = bar.add_task("validate", total=source.size)
+            validated = validate_file(
+                contract,
+                source,
+                max_issue_rows=max_issue_rows,
+                on_progress=lambda done: bar.update(task, completed=done),
+            )
+    report = validated.report
+    if as_json:
+        document = report_document(
+            report, source=str(file), source_version_id=None, dataset=contract.name, seconds=validated.seconds
+        )
+        click.echo(json.dumps(document, indent=2))
+        raise SystemExit(0 if report.ok else 1)
+    rate = f"{report.rows / validated.seconds:,.0f} rows/s" if validated.seconds else ""
+    if report.ok:
+        console.print(f"[green]valid[/]: {report.rows:,} rows, {report.format}, {validated.seconds:.2f}s ({rate})")
+        console.print(f"sha256 {report.sha256}")
+        return
+    noun = "issue" if len(report.issues) == 1 else "issues"
+    console.print(f"[red]invalid[/]: {len(report.issues)} {noun} in {report.rows:,} rows ({validated.seconds:.2f}s)")
+    _issue_table(report.model_dump(mode="json")["issues"])
+    raise SystemExit(1)
+
+
+def _issue_table(issues: list[dict[str, Any]]) -> None:
+    rows = []
+    for issue in issues:
+        at = issue["lines"] or issue["rows"]
+        where = ", ".join(map(str, at[:5])) + (", ..." if issue["row_count"] > len(at[:5]) else "")
+        label = "lines " if issue["lines"] else ("rows " if issue["rows"] else "")
+        rows.append(
+            [issue["check"], issue["column"] or "(file)", f"{issue['row_count']:,}", label + where, issue["message"]]
+        )
+    _table(["check", "column", "rows", "where", "problem"], rows)
 
 
 # -- local -------------------------------------------------------------------------------------------------------
@@ -195,7 +281,7 @@ def datasets_create(ctx: Context, contract_file: Path) -> None:
     verb = "declared" if changed else "unchanged"
     console.print(
         f"dataset [bold]{contract.name}[/] {verb}: contract v{dataset.contract_version}; upload to "
-        f"s3://{backend.names.data_bucket}/incoming/{contract.name}/<file>.csv"
+        f"s3://{backend.names.data_bucket}/incoming/{contract.name}/<file> (.csv, .csv.gz or .parquet)"
     )
 
 
@@ -214,54 +300,88 @@ def datasets_list(ctx: Context) -> None:
 @click.argument("name")
 @pass_context
 def datasets_show(ctx: Context, name: str) -> None:
-    """Show a dataset's versions (rows, hash, S3 version)."""
+    """Show a dataset's versions (rows, format, hash, S3 version) and what became of every upload.
+
+    \b
+    Example:
+      loopml datasets show churn
+    """
     registry = ctx.backend.registry
     registry.dataset(name)
     _table(
-        ["version", "rows", "sha256", "object", "s3 version", "created"],
+        ["version", "rows", "format", "sha256", "object", "s3 version", "created"],
         [
-            [v.version, v.rows, v.sha256[:12], v.object.uri, v.object.version_id[:12], v.created_at]
+            [v.version, f"{v.rows:,}", v.format, v.sha256[:12], v.object.uri, v.object.version_id[:12], v.created_at]
             for v in registry.dataset_versions(name)
         ],
         title=f"dataset {name}",
     )
+    _table(
+        ["upload", "s3 version", "outcome", "version", "at", "summary"],
+        [
+            [
+                PurePosixPath(u.source_key).name,
+                (u.source_version_id or "")[:12],
+                _outcome_markup(u.status),
+                f"v{u.dataset_version}" if u.dataset_version else "",
+                u.at,
+                u.summary if len(u.summary) <= 120 else u.summary[:119] + "…",
+            ]
+            for u in registry.uploads(name)
+        ],
+        title=f"uploads to incoming/{name}/",
+    )
+
+
+def _outcome_markup(status: str) -> str:
+    colour = {"accepted": "green", "duplicate": "yellow", "quarantined": "red", "error": "red"}.get(status, "white")
+    return f"[{colour}]{status}[/]"
 
 
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dataset", required=True, help="Dataset the file belongs to.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the validation outcome.")
+@click.option("--timeout", default=None, type=float, help="Seconds to wait (default: scaled to the file's size).")
 @pass_context
-def upload(ctx: Context, file: Path, dataset: str, wait: bool) -> None:
-    """Upload a CSV to incoming/<dataset>/ and report what validation decided.
+def upload(ctx: Context, file: Path, dataset: str, wait: bool, timeout: float | None) -> None:
+    """Upload a CSV, .csv.gz or Parquet file to incoming/<dataset>/ and report what validation decided.
 
-    Exits 1 when the upload was quarantined, and prints where the report is.
+    Large files go up in parts, as `aws s3 cp` sends them. The outcome is one of: accepted (a new dataset version,
+    and a training run when the contract says so), duplicate (the same content as an existing version: nothing new),
+    quarantined (the report names every problem) or error (validation failed; the alert topic was told).
+    Exits 0 when accepted or duplicate, 1 otherwise. Check a file first, without uploading: `loopml validate`.
 
     \b
     Example:
-      loopml upload customers.csv --dataset churn
+      loopml upload customers.csv.gz --dataset churn
     """
     backend = ctx.backend
     key = f"incoming/{dataset}/{file.name}"
     if not wait:
-        stored = backend.store.put(backend.names.data_bucket, key, file.read_bytes(), "text/csv")
+        stored = backend.upload_file(file, key)
         console.print(f"uploaded {stored.uri} (version {stored.version_id})")
         return
-    with console.status(f"uploading {file.name} and waiting for validation…"):
-        tags = upload_and_wait(backend.store, backend.names.data_bucket, key, file.read_bytes())
-    if tags["loopml-status"] == "accepted":
-        console.print(f"[green]accepted[/]: {dataset} v{tags.get('loopml-dataset-version')}")
+    limit = timeout if timeout is not None else 120 + file.stat().st_size / 20e6  # validation streams ≥ 20 MB/s
+    with progress.status(f"uploading {file.name} and waiting for validation…"):
+        outcome = upload_file_and_wait(backend, file, key, timeout=limit)
+    where = f"{dataset} v{outcome.dataset_version}"
+    if outcome.status == "accepted":
+        run = (
+            f"; training run {outcome.execution} started" if outcome.execution else "; no training (retrain_on: drift)"
+        )
+        console.print(f"[green]accepted[/]: {where}, {outcome.rows:,} rows, {outcome.format}{run}")
         return
-    reports = [
-        k
-        for k in backend.store.list_keys(backend.names.data_bucket, f"quarantine/{dataset}/")
-        if k.endswith(f"{tags['version_id'][:16]}-{file.name}.report.json")
-    ]
-    console.print(f"[red]quarantined[/]: report at s3://{backend.names.data_bucket}/{reports[0] if reports else '?'}")
-    if reports:
-        report = json.loads(backend.store.get(backend.names.data_bucket, reports[0]))
-        for issue in report["issues"]:
-            console.print(f"  - {issue.get('column') or '(file)'}: {issue['message']}")
+    if outcome.status == "duplicate":
+        console.print(f"[yellow]duplicate[/] of {where}: {outcome.summary}")
+        return
+    if outcome.status == "error":
+        console.print(f"[red]error[/]: {outcome.summary}")
+        raise SystemExit(1)
+    console.print(f"[red]quarantined[/]: {outcome.quarantined}\nreport: {outcome.report}")
+    if outcome.report:
+        bucket, report_key = outcome.report.removeprefix("s3://").split("/", 1)
+        _issue_table(json.loads(backend.store.get(bucket, report_key))["issues"])
     raise SystemExit(1)
 
 
@@ -284,24 +404,42 @@ def pipeline_status(ctx: Context, model: str | None, limit: int) -> None:
     Example:
       loopml pipeline status --model churn
     """
-    executions = [e for e in ctx.backend.pipeline.executions() if model is None or e.model == model][:limit]
+    backend = ctx.backend
+    executions = [e for e in backend.pipeline.executions() if model is None or e.model == model][:limit]
+    failures = {
+        run.execution: run
+        for name in {e.model for e in executions if e.status == "FAILED" and e.model}
+        for run in backend.registry.runs(name)
+        if run.status == "FAILED"
+    }
+
+    def result(execution: Any) -> str:
+        if execution.output:
+            promoted = "promoted" if execution.output.get("promoted") else "kept champion"
+            return f"v{execution.output.get('version')} {promoted}"
+        failure = failures.get(execution.name)
+        if failure is not None:
+            return f"{failure.error}: {_reason(failure.cause)}"
+        return ""
+
     _table(
         ["execution", "model", "status", "started", "result"],
-        [
-            [
-                e.name,
-                e.model,
-                e.status,
-                f"{e.started_at:%Y-%m-%d %H:%M:%S}",
-                (
-                    f"v{e.output.get('version')} {'promoted' if e.output.get('promoted') else 'kept champion'}"
-                    if e.output
-                    else ""
-                ),
-            ]
-            for e in executions
-        ],
+        [[e.name, e.model, e.status, f"{e.started_at:%Y-%m-%d %H:%M:%S}", result(e)] for e in executions],
     )
+
+
+def _reason(cause: str | None) -> str:
+    """The readable part of a Step Functions failure cause (Lambda's errorMessage when it is one)."""
+    if not cause:
+        return "no cause recorded"
+    try:
+        parsed = json.loads(cause)
+    except ValueError:  # the registry keeps the first 2000 characters, which may cut the JSON short
+        import re
+
+        found = re.search(r'"errorMessage"\s*:\s*"((?:[^"\\]|\\.)*)"', cause)
+        return json.loads(f'"{found.group(1)}"') if found else cause
+    return str(parsed.get("errorMessage", cause)) if isinstance(parsed, dict) else cause
 
 
 @pipeline.command("start")

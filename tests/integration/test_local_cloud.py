@@ -128,9 +128,12 @@ def test_a_redelivered_upload_event_registers_nothing_new(trained, cloud, regist
             }
         ]
     }
+    audit_before = len(registry.audit_records())
     outcome = cloud.invoke("validate_upload", event)["outcomes"][0]
-    assert outcome["status"] == "duplicate" and outcome["dataset_version"] == 1
+    # The first outcome stands: the same object version is the same upload, not a second one.
+    assert outcome["status"] == "accepted" and outcome["dataset_version"] == 1
     assert len(registry.dataset_versions("churn")) == 1
+    assert len(registry.audit_records()) == audit_before
     assert cloud.pipeline_executions() == executions_before
 
 

@@ -20,6 +20,7 @@ class Settings(BaseModel):
     drift_threshold: float = Field(default=0.2, alias="LOOPML_DRIFT_THRESHOLD")
     drift_min_rows: int = Field(default=50, alias="LOOPML_DRIFT_MIN_ROWS")
     max_records_per_request: int = Field(default=1000, alias="LOOPML_MAX_RECORDS")
+    max_upload_bytes: int | None = Field(default=None, alias="LOOPML_MAX_UPLOAD_BYTES")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -1,30 +1,33 @@
-"""An upload landed in `incoming/<dataset>/<file>.csv`: validate it, then version it or quarantine it.
+"""An upload landed in `incoming/<dataset>/<file>`: validate it, then version it, call it a duplicate, or quarantine it.
 
-Nothing is deleted: accepted data is copied to an immutable, versioned location; rejected data is copied to
-`quarantine/` beside a JSON report naming every problem. The original stays in `incoming/`, tagged with the outcome.
+Every upload ends with exactly one outcome, recorded in the registry with its audit record and tagged on the object
+(`loopml-status`): accepted (a new dataset version), duplicate (same content as a version already there), quarantined
+(a copy under `quarantine/` beside a report naming every problem) or, when validation itself keeps failing, error
+(recorded by the on-failure destination, `logic/upload_failures.py`). Nothing is deleted: the original stays in
+`incoming/`, and the object is read as a stream, never held whole.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from loopml_core.adapters.object_store import ObjectStore
 from loopml_core.adapters.pipeline import PipelineRunner
 from loopml_core.clock import iso
 from loopml_core.contract import DatasetContract, Retrain
 from loopml_core.errors import NotFoundError
-from loopml_core.logic.runs import start_training
-from loopml_core.models import DatasetVersion, ObjectRef
-from loopml_core.registry import Registry
+from loopml_core.logic.runs import execution_name, start_training
+from loopml_core.models import DatasetVersion, ObjectRef, UploadOutcome, UploadStatus
+from loopml_core.registry import UNDECLARED, Registry
+from loopml_core.uploads import DATASETS, INCOMING, QUARANTINE, STATUS_TAG, SUPPORTED, dataset_of
 
-INCOMING = "incoming/"
-QUARANTINE = "quarantine/"
-DATASETS = "datasets/"
-STATUS_TAG = "loopml-status"
+if TYPE_CHECKING:
+    from loopml_core.validation import ValidationReport
+
+MAX_SUMMARY_CHARS = 2_000  # the registry item and the audit record carry the summary; the report has the rest
 
 
 @dataclass(frozen=True)
@@ -33,60 +36,105 @@ class Upload:
     key: str
     version_id: str | None
 
+    @property
+    def source_id(self) -> str:
+        return f"{self.key}@{self.version_id or 'null'}"
+
 
 @dataclass(frozen=True)
-class IngestOutcome:
-    status: str  # accepted | duplicate | quarantined
-    dataset: str | None
-    dataset_version: int | None = None
-    execution: str | None = None
-    quarantined: str | None = None
-    report: str | None = None
-    summary: str = ""
+class StoredSource:
+    """An uploaded object version as validation reads it: streamed, or by ranges for Parquet."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+    store: ObjectStore
+    upload: Upload
+    size: int
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(self.upload.key).name
+
+    def stream(self) -> BinaryIO:
+        return self.store.open(self.upload.bucket, self.upload.key, self.upload.version_id)
+
+    def random_access(self) -> BinaryIO:
+        return self.store.open_random_access(self.upload.bucket, self.upload.key, self.upload.version_id)
 
 
-def dataset_of(key: str) -> str | None:
-    """`incoming/<dataset>/<file>.csv` -> dataset name; anything else has none."""
-    parts = PurePosixPath(key).parts
-    if len(parts) == 3 and key.startswith(INCOMING) and parts[2].lower().endswith(".csv"):
-        return parts[1]
-    return None
+def report_document(
+    report: ValidationReport, *, source: str, source_version_id: str | None, dataset: str | None, seconds: float
+) -> dict[str, Any]:
+    """The quarantine report (also what `loopml validate --json` prints): the validation report and where from.
+
+    Bounded whatever the data: per issue a count and at most a few example rows and values, each value cut short.
+    """
+    return {
+        "source": source,
+        "source_version_id": source_version_id,
+        "dataset": dataset,
+        **report.model_dump(mode="json"),
+        "summary": report.summary(),
+        "seconds": round(seconds, 3),
+        "checked_at": iso(),
+    }
 
 
 class Ingestor:
-    def __init__(self, store: ObjectStore, registry: Registry, pipeline: PipelineRunner) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        registry: Registry,
+        pipeline: PipelineRunner,
+        *,
+        max_upload_bytes: int | None = None,
+    ) -> None:
         self.store = store
         self.registry = registry
         self.pipeline = pipeline
+        self.max_upload_bytes = max_upload_bytes
 
-    def ingest(self, upload: Upload) -> IngestOutcome:
-        from loopml_core.validation import validate_csv
-
-        body = self.store.get(upload.bucket, upload.key, upload.version_id)
-        source_id = f"{upload.key}@{upload.version_id or hashlib.sha256(body).hexdigest()[:16]}"
+    def ingest(self, upload: Upload) -> UploadOutcome:
+        """Decide the upload's one outcome; a redelivered event gets the outcome recorded the first time."""
         name = dataset_of(upload.key)
+        prior = self.registry.upload(name or UNDECLARED, upload.source_id)
+        if prior is not None:
+            self._train(prior)  # a crash may have come between recording the outcome and starting the run
+            self._tag(upload, prior)
+            return prior
         if name is None:
-            where = f"uploads go to {INCOMING}<dataset>/<file>.csv, not {upload.key}"
-            return self._quarantine(upload, None, body, [_problem("location", where)])
+            where = f"uploads go to {INCOMING}<dataset>/<file> ({SUPPORTED}), not {upload.key}"
+            return self._quarantine(upload, None, _problem_document(upload, None, "location", where))
         try:
             contract = self.registry.contract(name)
         except NotFoundError as error:
-            return self._quarantine(upload, name, body, [_problem("dataset", str(error))])
+            return self._quarantine(upload, name, _problem_document(upload, name, "dataset", str(error)))
+
+        from loopml_core.validation import validate
 
         latest = self.registry.latest_dataset_version(name)
-        report = validate_csv(contract, body, previous_profile=latest.profile if latest else None)
+        source = StoredSource(self.store, upload, self.store.size(upload.bucket, upload.key, upload.version_id))
+        validated = validate(
+            contract,
+            source,
+            previous_profile=latest.profile if latest else None,
+            max_bytes=self.max_upload_bytes,
+        )
+        report = validated.report
         if not report.ok:
-            return self._quarantine(upload, name, body, [i.model_dump() for i in report.issues], report.summary())
+            document = report_document(
+                report,
+                source=f"s3://{upload.bucket}/{upload.key}",
+                source_version_id=upload.version_id,
+                dataset=name,
+                seconds=validated.seconds,
+            )
+            return self._quarantine(upload, name, document)
 
-        profile = _profile(contract, body)
-        dataset_key_stem = f"{DATASETS}{name}"
+        fmt = str(report.format)
+        first = not self.registry.model_versions(contract.name)
 
         def build(number: int) -> DatasetVersion:
             stored = self.store.copy(
-                upload.bucket, upload.key, upload.bucket, f"{dataset_key_stem}/v{number}/data.csv", upload.version_id
+                upload.bucket, upload.key, upload.bucket, f"{DATASETS}{name}/v{number}/data.{fmt}", upload.version_id
             )
             return DatasetVersion(
                 dataset=name,
@@ -96,75 +144,94 @@ class Ingestor:
                 sha256=report.sha256,
                 rows=report.rows,
                 contract_version=self.registry.dataset(name).contract_version,
-                profile=profile,
+                format=fmt,
+                profile=validated.profile,
                 created_at=iso(),
             )
 
-        version, created = self.registry.register_dataset_version(name, source_id=source_id, build=build)
-        execution = self._maybe_train(contract, version)
-        self.store.tag(
-            upload.bucket,
-            upload.key,
-            {STATUS_TAG: "accepted", "loopml-dataset-version": str(version.version)},
-            upload.version_id,
-        )
-        return IngestOutcome(
-            status="accepted" if created else "duplicate",
+        accepted = UploadOutcome(
             dataset=name,
-            dataset_version=version.version,
-            execution=execution,
-            summary=report.summary(),
+            source_key=upload.key,
+            source_version_id=upload.version_id,
+            status=UploadStatus.ACCEPTED,
+            summary=_cut(report.summary()),
+            sha256=report.sha256,
+            format=fmt,
+            rows=report.rows,
+            at=iso(),
         )
+        trains = contract.retrain_on is Retrain.UPLOAD or first
+        outcome = self.registry.register_dataset_version(
+            name,
+            upload=accepted,
+            build=build,
+            execution_for=lambda number: execution_name(contract.name, number, "upload") if trains else None,
+        )
+        self._train(outcome, contract)
+        self._tag(upload, outcome)
+        return outcome
 
-    def _maybe_train(self, contract: DatasetContract, version: DatasetVersion) -> str | None:
-        first = not self.registry.model_versions(contract.name)
-        if contract.retrain_on is Retrain.DRIFT and not first:
-            return None
-        decision = start_training(
+    def _train(self, outcome: UploadOutcome, contract: DatasetContract | None = None) -> None:
+        if outcome.status is not UploadStatus.ACCEPTED or outcome.execution is None:
+            return
+        assert outcome.dataset_version is not None
+        start_training(
             self.pipeline,
-            model=contract.name,
-            dataset_version=version.version,
+            model=contract.name if contract else outcome.dataset,
+            dataset_version=outcome.dataset_version,
             trigger="upload",
-            reason=f"dataset {contract.name} v{version.version} was accepted",
+            reason=f"dataset {outcome.dataset} v{outcome.dataset_version} was accepted",
             skip_if_running=False,
         )
-        return decision.execution.name if decision.execution else None
 
-    def _quarantine(
-        self, upload: Upload, name: str | None, body: bytes, issues: list[dict[str, Any]], summary: str = ""
-    ) -> IngestOutcome:
+    def _tag(self, upload: Upload, outcome: UploadOutcome) -> None:
+        tags = {STATUS_TAG: str(outcome.status)}
+        if outcome.dataset_version is not None:
+            key = "loopml-duplicate-of" if outcome.status is UploadStatus.DUPLICATE else "loopml-dataset-version"
+            tags[key] = str(outcome.dataset_version)
+        self.store.tag(upload.bucket, upload.key, tags, upload.version_id)
+
+    def _quarantine(self, upload: Upload, name: str | None, document: dict[str, Any]) -> UploadOutcome:
         file_name = PurePosixPath(upload.key).name
-        stem = f"{QUARANTINE}{name or '_undeclared'}/{(upload.version_id or 'null')[:16]}-{file_name}"
-        summary = summary or "; ".join(str(i.get("message")) for i in issues)
+        stem = f"{QUARANTINE}{name or UNDECLARED}/{(upload.version_id or 'null')[:16]}-{file_name}"
         quarantined = self.store.copy(upload.bucket, upload.key, upload.bucket, stem, upload.version_id)
-        report_doc = {
-            "source": f"s3://{upload.bucket}/{upload.key}",
-            "source_version_id": upload.version_id,
-            "dataset": name,
-            "sha256": hashlib.sha256(body).hexdigest(),
-            "summary": summary,
-            "issues": issues,
-            "checked_at": iso(),
-        }
-        report = self.store.put(
-            upload.bucket, f"{stem}.report.json", json.dumps(report_doc, indent=2).encode(), "application/json"
+        body = json.dumps(document, indent=2).encode()
+        report = self.store.put(upload.bucket, f"{stem}.report.json", body, "application/json")
+        outcome = self.registry.record_upload(
+            UploadOutcome(
+                dataset=name or UNDECLARED,
+                source_key=upload.key,
+                source_version_id=upload.version_id,
+                status=UploadStatus.QUARANTINED,
+                summary=_cut(str(document.get("summary", ""))),
+                sha256=document.get("sha256"),
+                format=document.get("format"),
+                rows=document.get("rows"),
+                quarantined=quarantined.uri,
+                report=report.uri,
+                at=iso(),
+            )
         )
-        self.store.tag(upload.bucket, upload.key, {STATUS_TAG: "quarantined"}, upload.version_id)
-        self.registry.record_quarantine(name or "", upload.key, quarantined.uri, report.uri, summary)
-        return IngestOutcome(
-            status="quarantined", dataset=name, quarantined=quarantined.uri, report=report.uri, summary=summary
-        )
+        self._tag(upload, outcome)
+        return outcome
 
 
-def _problem(check: str, message: str) -> dict[str, Any]:
-    """A file-level issue, shaped like validation's Issue."""
-    return {"check": check, "column": None, "rows": [], "lines": [], "row_count": 0, "message": message}
+def _problem_document(upload: Upload, name: str | None, check: str, message: str) -> dict[str, Any]:
+    """A quarantine report for a file no contract could be checked against, shaped like validation's."""
+    issue: dict[str, Any] = {"check": check, "column": None, "rows": [], "lines": [], "row_count": 0}
+    issue["message"] = message
+    return {
+        "source": f"s3://{upload.bucket}/{upload.key}",
+        "source_version_id": upload.version_id,
+        "dataset": name,
+        "ok": False,
+        "rows": 0,
+        "columns": [],
+        "issues": [issue],
+        "summary": f"rejected: {message}",
+        "checked_at": iso(),
+    }
 
 
-def _profile(contract: DatasetContract, body: bytes) -> dict[str, Any]:
-    """The accepted data's distribution (the values exactly as validated), so the next upload can be compared."""
-    from loopml_core.drift import build_profile
-    from loopml_core.validation import typed_frame
-
-    frame = typed_frame(contract, body)
-    return build_profile(contract, {f.name: frame[f.name].to_numpy() for f in contract.features}, None)
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_SUMMARY_CHARS else text[: MAX_SUMMARY_CHARS - 1] + "…"
