@@ -34,8 +34,8 @@ class Layer(StrEnum):
     """Lambda layers. `core` is the loopml_core package with Powertools and pydantic; the others add heavy libraries."""
 
     CORE = "core"
-    DATA = "data"  # pandas + numpy: contract validation
-    TRAINING = "training"  # scikit-learn + pandas + skl2onnx: training and ONNX export
+    DATA = "data"  # pyarrow + numpy: streamed validation of CSV, gzip-compressed CSV and Parquet
+    TRAINING = "training"  # scikit-learn + pandas + fastparquet + skl2onnx: training and ONNX export
     INFERENCE = "inference"  # onnxruntime + numpy only: serving, evaluation and drift
 
 
@@ -67,6 +67,7 @@ class FunctionSpec:
     memory_mb: int = 512
     timeout_s: int = 60
     handler: str = "handler.lambda_handler"
+    environment: tuple[tuple[str, str], ...] = ()  # settings of this function alone, beside the common ones
 
     @property
     def code_dir(self) -> Path:
@@ -74,6 +75,37 @@ class FunctionSpec:
 
     def physical_name(self) -> str:
         return f"{PREFIX}-{self.key.replace('_', '-')}"
+
+
+@dataclass(frozen=True)
+class AsyncInvokeSpec:
+    """How Lambda handles a function's asynchronous invocations (an S3 notification is one).
+
+    A failed invocation is retried `retry_attempts` times; then Lambda sends a destination record (the request, the
+    error and the attempt count) to the `on_failure` function instead of dropping the event.
+    """
+
+    function: str
+    retry_attempts: int
+    on_failure: str
+
+
+@dataclass(frozen=True)
+class AlarmSpec:
+    """A CloudWatch alarm on one function's AWS/Lambda metric, in alarm when the statistic over a period reaches
+    `threshold` (for `evaluation_periods` periods); its action publishes to the alert topic."""
+
+    key: str
+    description: str
+    function: str
+    metric: str
+    statistic: str = "Sum"
+    threshold: float = 1
+    period_s: int = 300
+    evaluation_periods: int = 1
+
+    def physical_name(self) -> str:
+        return f"{PREFIX}-{self.key}"
 
 
 @dataclass(frozen=True)
@@ -172,6 +204,9 @@ CONTRACTS_PREFIX = "contracts/"
 CAPTURE_PREFIX = "captures/"
 MODELS_PREFIX = "models/"
 
+# Uploads larger than this are quarantined unread (the validation function's LOOPML_MAX_UPLOAD_BYTES).
+MAX_UPLOAD_BYTES = 5 * 1024**3
+
 LAYERS: dict[Layer, LayerSpec] = {
     spec.key: spec
     for spec in (
@@ -181,11 +216,21 @@ LAYERS: dict[Layer, LayerSpec] = {
             ("aws-lambda-powertools[tracer,parser]==3.37.0", "pydantic==2.14.3", "pyyaml==6.0.3"),
             ships_core_package=True,
         ),
-        LayerSpec(Layer.DATA, "pandas and numpy for contract validation", ("pandas==3.1.1", "numpy==2.4.6")),
+        LayerSpec(
+            Layer.DATA, "pyarrow and numpy for streamed contract validation", ("pyarrow==26.0.1", "numpy==2.4.6")
+        ),
         LayerSpec(
             Layer.TRAINING,
-            "scikit-learn, pandas and skl2onnx for training and ONNX export",
-            ("scikit-learn==1.9.1", "pandas==3.1.1", "skl2onnx==1.20.0", "onnx==1.23.2", "protobuf==6.33.6"),
+            "scikit-learn, pandas, fastparquet and skl2onnx for training and ONNX export",
+            (
+                "scikit-learn==1.9.1",
+                "pandas==3.1.1",
+                # pyarrow does not fit beside scikit-learn and scipy under Lambda's 250 MB; fastparquet does.
+                "fastparquet==2026.9.0",
+                "skl2onnx==1.20.0",
+                "onnx==1.23.2",
+                "protobuf==6.33.6",
+            ),
         ),
         LayerSpec(Layer.INFERENCE, "onnxruntime and numpy only", ("onnxruntime==1.32.0", "numpy==2.4.6")),
     )
@@ -199,8 +244,11 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             "Validates an upload against its dataset contract, then versions it or quarantines it",
             (Layer.CORE, Layer.DATA),
             Grants(data_bucket=Access.READ_WRITE, registry_table=Access.READ_WRITE, start_pipeline=True),
-            memory_mb=1024,
-            timeout_s=120,
+            # Validation streams the object, so memory stays flat whatever its size; 2048 MB buys CPU (Lambda gives
+            # a second vCPU share above 1769 MB), and 15 minutes covers a 5 GB upload at the measured throughput.
+            memory_mb=2048,
+            timeout_s=900,
+            environment=(("LOOPML_MAX_UPLOAD_BYTES", str(MAX_UPLOAD_BYTES)),),
         ),
         FunctionSpec(
             "train_model",
@@ -229,6 +277,13 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             "Records a failed pipeline run in the registry and the audit trail; the champion is untouched",
             (Layer.CORE,),
             Grants(registry_table=Access.READ_WRITE),
+        ),
+        FunctionSpec(
+            "upload_failed",
+            "Gives an upload whose validation crashed or timed out after its retries the error outcome, and alerts",
+            (Layer.CORE,),
+            # Tagging needs to read the object's current tags (tag writes replace them all); no other data access.
+            Grants(data_bucket=Access.READ_WRITE, registry_table=Access.READ_WRITE, publish_alerts=True),
         ),
         FunctionSpec(
             "predict",
@@ -282,8 +337,24 @@ DRIFT_SCHEDULE = ScheduleSpec(
     description="Runs the drift check for every model with a champion",
 )
 
-# The validation function is triggered by S3 ObjectCreated events under this prefix of the data bucket.
-UPLOAD_TRIGGER = ("validate_upload", INCOMING_PREFIX, ".csv")
+# The validation function is triggered by S3 ObjectCreated events under this prefix of the data bucket, whatever the
+# file's suffix: an unsupported format is quarantined with a reason, never ignored.
+UPLOAD_TRIGGER = ("validate_upload", INCOMING_PREFIX, "")
+
+# Every upload ends with an outcome: when validation crashes or times out on every attempt, the upload gets `error`.
+# Lambda's default is 2 retries; declared so both backends retry the same number of times.
+VALIDATION_FAILURES = AsyncInvokeSpec(function="validate_upload", retry_attempts=2, on_failure="upload_failed")
+ASYNC_INVOCATIONS: dict[str, AsyncInvokeSpec] = {spec.function: spec for spec in (VALIDATION_FAILURES,)}
+
+# Invocations of the on-failure function count uploads whose validation failed, whether or not that function then
+# manages to record them: the alarm still fires if it crashes too (say the registry is unreachable), which an
+# application metric emitted by the function would not.
+UPLOAD_ERRORS_ALARM = AlarmSpec(
+    key="upload-errors",
+    description="An upload's validation failed after Lambda's retries: it has the error outcome, nothing registered",
+    function=VALIDATION_FAILURES.on_failure,
+    metric="Invocations",
+)
 
 
 @cache
@@ -308,6 +379,7 @@ def function_environment(names: Names, spec: FunctionSpec) -> dict[str, str]:
         "DATA_BUCKET": names.data_bucket,
         "ARTIFACT_BUCKET": names.artifact_bucket,
         "REGISTRY_TABLE": names.registry_table,
+        **dict(spec.environment),
     }
     if spec.grants.start_pipeline:
         env["STATE_MACHINE_ARN"] = names.state_machine_arn()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from aws_cdk import ArnFormat, Stack
 
-from infra.declaration import Names
+from infra.declaration import FUNCTIONS, Names
 
 
 @dataclass(frozen=True)
@@ -46,3 +46,11 @@ class Arns:
 
     def alert_topic(self) -> str:
         return self.stack.format_arn(service="sns", resource=self.names.alert_topic)
+
+    def function(self, key: str) -> str:
+        return self.stack.format_arn(
+            service="lambda",
+            resource="function",
+            resource_name=FUNCTIONS[key].physical_name(),
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )

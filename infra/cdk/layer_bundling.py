@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,7 @@ from aws_cdk import DockerImage, ILocalBundling
 from infra.declaration import FUNCTIONS, LAMBDA_RUNTIME, LAYERS, LAYERS_DIR, ROOT, Layer, LayerSpec
 
 # Bump whenever the build or strip rules change: it is part of every layer's hash, so all layers are rebuilt.
-BUNDLER_VERSION = "1"
+BUNDLER_VERSION = "2"
 BUILD_ROOT = ROOT / ".build" / "layers"
 CORE_PACKAGE = "loopml_core"
 PYTHON_VERSION = LAMBDA_RUNTIME.removeprefix("python")
@@ -42,6 +43,22 @@ RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "ur
 # Test suites, caches and build-time files that nothing imports at run time.
 STRIPPED_DIRS = frozenset({"__pycache__", "tests", "test"})
 STRIPPED_SUFFIXES = (".pyc", ".pyo", ".pyi", ".pxd", ".pyx", ".c", ".cpp", ".h", ".hpp")
+# Per distribution, what its wheel ships that LoopML never loads (globs relative to the layer's python/ directory).
+# Validation reads CSV, gzip-compressed CSV and Parquet from bytes the ObjectStore adapter fetched with boto3, so
+# pyarrow's RPC (Flight), its own S3 client, Gandiva, its C++ test module, headers, sources and Cython files go.
+# Every shared library a kept module NEEDS stays: `strip_package` checks that after stripping.
+PACKAGE_STRIPS: dict[str, tuple[str, ...]] = {
+    "pyarrow": (
+        "pyarrow/include",
+        "pyarrow/src",
+        "pyarrow/*flight*",
+        "pyarrow/_s3fs.*",
+        "pyarrow/libarrow_s3.so*",
+        "pyarrow/*gandiva*",
+        "pyarrow/_pyarrow_cpp_tests.*",
+        "pyarrow/*.pxi",
+    ),
+}
 
 
 def canonical_name(name: str) -> str:
@@ -94,6 +111,7 @@ def requirements_hash(key: Layer) -> str:
         "constraints": _declared_constraints(),
         "base": None if spec is base else base.requirements,
         "runtime_provided": sorted(RUNTIME_PROVIDED),
+        "package_strips": PACKAGE_STRIPS,
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
@@ -156,6 +174,90 @@ def strip_tree(site: Path) -> None:
             path.unlink()
     shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts with the build host's shebang
     _remove_empty_dirs(site)
+
+
+def elf_dynamic(path: Path) -> tuple[str | None, list[str]] | None:
+    """(SONAME, NEEDED sonames) of a 64-bit little-endian ELF file, or None if it is not one.
+
+    Read from the dynamic segment, as the loader does, so building needs neither readelf nor the target platform.
+    """
+    data = path.read_bytes()
+    if data[:6] != b"\x7fELF\x02\x01":
+        return None
+    (phoff,) = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    loads: list[tuple[int, int, int]] = []  # (vaddr, file offset, file size)
+    dynamic: tuple[int, int] | None = None
+    for index in range(phnum):
+        p_type, _flags, offset, vaddr, _paddr, filesz = struct.unpack_from("<IIQQQQ", data, phoff + index * phentsize)
+        if p_type == 1:  # PT_LOAD
+            loads.append((vaddr, offset, filesz))
+        elif p_type == 2:  # PT_DYNAMIC
+            dynamic = (offset, filesz)
+    if dynamic is None:
+        return None
+    entries: list[tuple[int, int]] = []
+    for position in range(dynamic[0], dynamic[0] + dynamic[1], 16):
+        tag, value = struct.unpack_from("<qQ", data, position)
+        if tag == 0:  # DT_NULL
+            break
+        entries.append((tag, value))
+    strtab_vaddr = next(value for tag, value in entries if tag == 5)  # DT_STRTAB
+    strtab = next(
+        offset + strtab_vaddr - vaddr for vaddr, offset, size in loads if vaddr <= strtab_vaddr < vaddr + size
+    )
+
+    def string(at: int) -> str:
+        return data[strtab + at : data.index(b"\0", strtab + at)].decode()
+
+    soname = next((string(value) for tag, value in entries if tag == 14), None)  # DT_SONAME
+    return soname, [string(value) for tag, value in entries if tag == 1]  # DT_NEEDED
+
+
+def shared_objects(root: Path) -> dict[Path, tuple[str | None, list[str]]]:
+    """Every ELF shared object under `root` (extension modules included) -> (SONAME, NEEDED)."""
+    found = {}
+    for path in sorted(root.rglob("*.so*")):
+        if path.is_file() and not path.is_symlink() and (dynamic := elf_dynamic(path)) is not None:
+            found[path] = dynamic
+    return found
+
+
+def drop_duplicate_libraries(root: Path) -> list[Path]:
+    """Wheels cannot hold symlinks, so `libx.so`, `libx.so.N` and `libx.so.N.M` arrive as three copies of one
+    library. The loader only ever asks for its SONAME (`libx.so.N`); the other names exist for linking against it."""
+    dropped = []
+    for path, (soname, _needed) in shared_objects(root).items():
+        if soname and path.name != soname and (path.parent / soname).is_file():
+            path.unlink()
+            dropped.append(path)
+    return dropped
+
+
+def strip_package(site: Path, package: str, patterns: Iterable[str]) -> None:
+    """Removes what `patterns` name and the duplicate library copies from one package, keeping every library that
+    a kept module needs; raises if a pattern would remove one."""
+    root = site / package
+    if not root.is_dir():
+        return
+    shipped = {path.name for path in shared_objects(root)}
+    for pattern in patterns:
+        for path in sorted(site.glob(pattern)):
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    drop_duplicate_libraries(root)
+    present = {path.name for path in root.rglob("*") if path.is_file()}
+    missing = sorted(
+        f"{path.relative_to(site)} needs {name}"
+        for path, (_soname, needed) in shared_objects(root).items()
+        for name in needed
+        if name in shipped and name not in present
+    )
+    if missing:
+        raise RuntimeError(f"stripping {package} removed libraries its modules load: {'; '.join(missing)}")
+    _remove_empty_dirs(root)
 
 
 def _remove_empty_dirs(root: Path) -> None:
@@ -256,6 +358,8 @@ class LayerBuilder:
             resolved = installed_distributions(site)
             dropped = remove_distributions(site, RUNTIME_PROVIDED | set(base_resolved))
             strip_tree(site)
+            for package, patterns in PACKAGE_STRIPS.items():
+                strip_package(site, package, patterns)
             if spec.ships_core_package:
                 _copy_core_package(spec, site)
             (staging / "constraints.txt").unlink()

@@ -3,7 +3,9 @@
 Everything here is built from `infra/declaration.py`, the same declaration the CDK app deploys: the same names,
 handlers, environment, S3 notification, schedule and the very same state machine definition, which moto's Step
 Functions interpreter executes. Each Lambda invocation moto makes (from Step Functions, the Invoke API or an S3
-notification) runs the declared handler in this process with the environment moto holds for that function.
+notification) runs the declared handler in this process with the environment moto holds for that function. An S3
+notification is an asynchronous invocation, handled as Lambda does: retried on error as the function's event invoke
+configuration says, then sent to its on-failure destination.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ FAKE_CREDENTIALS = {
 LOCAL_ONLY_ENV = {"POWERTOOLS_TRACE_DISABLED": "true"}
 ALERT_INBOX_QUEUE = f"{decl.PREFIX}-alerts-inbox"
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+DEFAULT_ASYNC_RETRIES = 2  # Lambda's, for a function without an event invoke configuration
 
 
 @dataclass
@@ -106,12 +109,22 @@ class HandlerRunner:
 
     def run(self, function_name: str, environment: dict[str, str], event: Any) -> tuple[str, bool, str]:
         spec = self._by_physical_name[function_name]
-        with self._lock, _environment({**environment, **LOCAL_ONLY_ENV, "AWS_LAMBDA_FUNCTION_NAME": function_name}):
+        with (
+            self._lock,
+            _environment(
+                {
+                    **environment,
+                    **LOCAL_ONLY_ENV,
+                    "AWS_LAMBDA_FUNCTION_NAME": function_name,
+                    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+                }
+            ),
+        ):
             started = time.perf_counter()
             output = io.StringIO()
             errored = False
             try:
-                with contextlib.redirect_stdout(output):
+                with _captured_stdout(output):
                     handler: Callable[..., Any] = getattr(self._module(spec), spec.handler.rsplit(".", 1)[1])
                     payload = json.loads(event) if isinstance(event, str | bytes) else event
                     result = handler(payload, LambdaContext(function_name, spec.memory_mb, spec.timeout_s))
@@ -132,6 +145,45 @@ class HandlerRunner:
             self.log_stream.flush()
             self.invocations.append(Invocation(spec.key, time.perf_counter() - started, errored))
             return reply, errored, logs
+
+
+_capture = threading.local()  # the log buffer of the handler invocation running on this thread, if any
+
+
+class _ThreadRoutedStdout:
+    """sys.stdout that sends what a handler prints to its invocation's log buffer and everything else where it went.
+
+    Handlers run on several threads (S3 notifications, Step Functions steps); `contextlib.redirect_stdout` would
+    swap stdout for the whole process and swallow what the CLI or `loopml local up` prints meanwhile.
+    """
+
+    def __init__(self, default: Any) -> None:
+        self._default = default
+
+    def _target(self) -> Any:
+        return getattr(_capture, "buffer", None) or self._default
+
+    def write(self, text: str) -> int:
+        written: int = self._target().write(text)
+        return written
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target(), name)
+
+
+@contextlib.contextmanager
+def _captured_stdout(buffer: io.StringIO) -> Iterator[None]:
+    if not isinstance(sys.stdout, _ThreadRoutedStdout):
+        sys.stdout = _ThreadRoutedStdout(sys.stdout)
+    previous = getattr(_capture, "buffer", None)
+    _capture.buffer = buffer
+    try:
+        yield
+    finally:
+        _capture.buffer = previous
 
 
 @contextlib.contextmanager
@@ -169,6 +221,49 @@ def _aws_shaped_s3_event(original: Callable[..., dict[str, Any]]) -> Callable[..
         return event
 
     return shaped
+
+
+def _copy_with_whole_object_checksum(original: Callable[..., None]) -> Callable[..., None]:
+    """A copy is a new, single-part object, and S3 gives it a checksum of its whole content. moto gives it the
+    source's checksum value instead, which for a multipart upload is a composite checksum (a checksum of the parts'
+    checksums), and drops the composite type: GetObject then serves it as the copy's full-object checksum, and
+    botocore's response checksum validation fails with FlexibleChecksumError on every copy of a multipart upload."""
+    from moto.s3.utils import compute_checksum
+
+    def copy_object(backend: Any, src_key: Any, dest_bucket_name: str, dest_key_name: str, **kwargs: Any) -> None:
+        original(backend, src_key, dest_bucket_name, dest_key_name, **kwargs)
+        copied = backend.get_object(dest_bucket_name, dest_key_name)
+        if copied is not None and copied.checksum_algorithm:
+            copied.checksum_value = compute_checksum(copied.value, copied.checksum_algorithm).decode()
+            copied.checksum_type = "FULL_OBJECT"
+            copied.checksum_parts = None
+
+    return copy_object
+
+
+def _one_event_per_multipart_upload(
+    complete: Callable[..., Any], send_event: Callable[..., None]
+) -> tuple[Callable[..., Any], Callable[..., None]]:
+    """S3 sends one ObjectCreated:CompleteMultipartUpload event once a multipart upload's object is complete. moto
+    also sends ObjectCreated:Put from inside the completion, before the object has its checksum and tags, and then
+    replaces its tags: validation would run twice and could lose its outcome tag. Drop that inner event."""
+    from moto.s3.notifications import S3NotificationEvent
+
+    completing = threading.local()
+
+    def complete_multipart_upload(backend: Any, *args: Any, **kwargs: Any) -> Any:
+        completing.active = True
+        try:
+            return complete(backend, *args, **kwargs)
+        finally:
+            completing.active = False
+
+    def send(account_id: str, event_name: Any, bucket: Any, key: Any) -> None:
+        if getattr(completing, "active", False) and event_name == S3NotificationEvent.OBJECT_CREATED_PUT_EVENT:
+            return
+        send_event(account_id, event_name, bucket, key)
+
+    return complete_multipart_upload, send
 
 
 class LocalCloud:
@@ -228,6 +323,7 @@ class LocalCloud:
     def _install_patches(self) -> None:
         from moto.awslambda.models import LambdaFunction
         from moto.s3 import notifications
+        from moto.s3.models import S3Backend
 
         runner = self.runner
         original_invoke = LambdaFunction._invoke_lambda
@@ -239,16 +335,28 @@ class LocalCloud:
 
         self._patch(LambdaFunction, "_invoke_lambda", invoke_in_process)
         self._patch(notifications, "_get_s3_event", _aws_shaped_s3_event(notifications._get_s3_event))
+        self._patch(S3Backend, "copy_object", _copy_with_whole_object_checksum(S3Backend.copy_object))
+        complete, send_event = _one_event_per_multipart_upload(
+            S3Backend.complete_multipart_upload, notifications.send_event
+        )
+        self._patch(S3Backend, "complete_multipart_upload", complete)
+        self._patch(notifications, "send_event", send_event)
+
         # S3 invokes notification targets asynchronously, after the upload has returned; moto would run them inside
         # the PUT (and then overwrite tags the handler set on the new object), so queue them instead.
-        deliver = notifications._invoke_awslambda
-        self._patch(notifications, "_invoke_awslambda", lambda *args: self._notifications.put((deliver, *args)))
+        def enqueue(account_id: str, event_body: Any, fn_arn: str, region_name: str) -> None:
+            self._notifications.put((fn_arn, event_body))
+
+        self._patch(notifications, "_invoke_awslambda", enqueue)
 
     def _deliver_notifications(self) -> None:
         while (item := self._notifications.get()) is not None:
-            deliver, *args = item
+            function_arn, event = item
             try:
-                deliver(*args)
+                self.invoke_async(function_arn, event)
+            except Exception as error:  # like S3, drop what cannot be delivered and go on with the next notification
+                self._log.write(f"[s3-notifications] cannot deliver to {function_arn}: {error!r}\n")
+                self._log.flush()
             finally:
                 self._notifications.task_done()
 
@@ -301,6 +409,29 @@ class LocalCloud:
                 Environment={"Variables": decl.function_environment(self.names, spec)},
             )
 
+        for invocation in decl.ASYNC_INVOCATIONS.values():
+            lam.put_function_event_invoke_config(
+                FunctionName=decl.FUNCTIONS[invocation.function].physical_name(),
+                MaximumRetryAttempts=invocation.retry_attempts,
+                DestinationConfig={"OnFailure": {"Destination": self.names.function_arn(invocation.on_failure)}},
+            )
+        alarm = decl.UPLOAD_ERRORS_ALARM
+        # Declared for parity; moto records no Lambda metrics, so it never fires (the function alerts by itself).
+        self.client("cloudwatch").put_metric_alarm(
+            AlarmName=alarm.physical_name(),
+            AlarmDescription=alarm.description,
+            Namespace="AWS/Lambda",
+            MetricName=alarm.metric,
+            Dimensions=[{"Name": "FunctionName", "Value": decl.FUNCTIONS[alarm.function].physical_name()}],
+            Statistic=alarm.statistic,
+            Period=alarm.period_s,
+            EvaluationPeriods=alarm.evaluation_periods,
+            Threshold=alarm.threshold,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+            TreatMissingData="notBreaching",
+            AlarmActions=[topic_arn],
+        )
+
         function_key, prefix, suffix = decl.UPLOAD_TRIGGER
         s3.put_bucket_notification_configuration(
             Bucket=self.names.data_bucket,
@@ -309,11 +440,13 @@ class LocalCloud:
                     {
                         "LambdaFunctionArn": self.names.function_arn(function_key),
                         "Events": ["s3:ObjectCreated:*"],
+                        # An empty suffix matches every key: it is left out, as S3 takes no empty filter value.
                         "Filter": {
                             "Key": {
                                 "FilterRules": [
-                                    {"Name": "prefix", "Value": prefix},
-                                    {"Name": "suffix", "Value": suffix},
+                                    {"Name": name, "Value": value}
+                                    for name, value in (("prefix", prefix), ("suffix", suffix))
+                                    if value
                                 ]
                             }
                         },
@@ -347,6 +480,44 @@ class LocalCloud:
         if reply.get("FunctionError"):
             raise RuntimeError(f"{function_key} failed: {payload.get('errorType')}: {payload.get('errorMessage')}")
         return payload
+
+    def invoke_async(self, function: str, event: dict[str, Any]) -> None:
+        """What Lambda does with an asynchronous invocation: run the function; on an error retry it as its event invoke
+        configuration says; when every attempt failed, send the destination record to its on-failure destination
+        (itself invoked asynchronously), or drop the event if there is none. Retries follow at once, not after
+        Lambda's backoff of a minute or two; an event's maximum age never runs out here."""
+        lam = self.client("lambda")
+        try:
+            config = lam.get_function_event_invoke_config(FunctionName=function)
+        except lam.exceptions.ResourceNotFoundException:
+            config = {}
+        attempts = 1 + config.get("MaximumRetryAttempts", DEFAULT_ASYNC_RETRIES)
+        for _attempt in range(attempts):
+            reply = lam.invoke(FunctionName=function, Payload=json.dumps(event).encode())
+            payload = json.loads(reply["Payload"].read() or b"null")
+            if not reply.get("FunctionError"):
+                return
+        destination = config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        if not destination:
+            return
+        if ":lambda:" not in destination:
+            raise NotImplementedError(
+                f"the local cloud sends on-failure records to Lambda functions, not {destination}"
+            )
+        record = {
+            "version": "1.0",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": f"{config['FunctionArn']}:$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": attempts,
+            },
+            "requestPayload": event,
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": payload,
+        }
+        self.invoke_async(destination, record)
 
     def fire_schedule(self, detail: dict[str, Any] | None = None) -> dict[str, Any]:
         """Deliver what EventBridge delivers on the drift schedule's tick (optionally narrowed to one model)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,7 +11,17 @@ from pathlib import Path
 import pytest
 
 from infra.cdk import layer_bundling
-from infra.cdk.layer_bundling import LayerBuilder, PipLayerBundling, layer_hash, without_extras
+from infra.cdk.layer_bundling import (
+    PACKAGE_STRIPS,
+    LayerBuilder,
+    PipLayerBundling,
+    elf_dynamic,
+    layer_hash,
+    shared_objects,
+    strip_package,
+    strip_tree,
+    without_extras,
+)
 from infra.declaration import LAYERS, Layer
 
 # Installs one fake distribution per requirement (plus six and botocore, as real resolutions pull in), each with a
@@ -136,3 +147,128 @@ def test_local_bundling_copies_the_built_layer(builder: LayerBuilder, tmp_path: 
     output.mkdir()
     assert PipLayerBundling(Layer.CORE, builder).try_bundle(str(output), image=None) is True  # type: ignore[arg-type]
     assert (output / "python" / "loopml_core" / "__init__.py").exists()
+
+
+# --- pyarrow: what validation never loads goes, every library a kept module needs stays ------------------------------
+
+# What the Lambda runtime's Amazon Linux provides; every other library a module needs must ship in the layer.
+SYSTEM_LIBRARIES = frozenset(
+    {
+        "libc.so.6",
+        "libm.so.6",
+        "libdl.so.2",
+        "librt.so.1",
+        "libpthread.so.0",
+        "libstdc++.so.6",
+        "libgcc_s.so.1",
+        "ld-linux-x86-64.so.2",
+    }
+)
+# The modules validation imports: pyarrow, pyarrow.csv, pyarrow.compute, pyarrow.parquet (and pyarrow.fs under it).
+VALIDATION_MODULES = ("lib", "_csv", "_compute", "_parquet", "_fs")
+
+
+def fake_elf(soname: str | None, needed: Sequence[str]) -> bytes:
+    """A minimal ELF64 shared object: one PT_LOAD covering the file and a PT_DYNAMIC with SONAME and NEEDED."""
+    strings = b"\0"
+    offsets = {}
+    for name in [*needed, *([soname] if soname else [])]:
+        offsets[name] = len(strings)
+        strings += name.encode() + b"\0"
+    strtab_offset = 64 + 2 * 56
+    dynamic_offset = (strtab_offset + len(strings) + 7) // 8 * 8
+    entries = [(1, offsets[name]) for name in needed] + ([(14, offsets[soname])] if soname else [])
+    entries += [(5, strtab_offset), (0, 0)]
+    dynamic = b"".join(struct.pack("<qQ", tag, value) for tag, value in entries)
+    size = dynamic_offset + len(dynamic)
+    header = struct.pack("<16sHHIQQQIHHHHHH", b"\x7fELF\x02\x01\x01", 3, 62, 1, 0, 64, 0, 0, 64, 56, 2, 64, 0, 0)
+    load = struct.pack("<IIQQQQQQ", 1, 5, 0, 0, 0, size, size, 0x1000)
+    dyn = struct.pack("<IIQQQQQQ", 2, 6, dynamic_offset, dynamic_offset, dynamic_offset, len(dynamic), len(dynamic), 8)
+    body = header + load + dyn + strings
+    return body + b"\0" * (dynamic_offset - len(body)) + dynamic
+
+
+PYARROW_WHEEL = {
+    # file -> (SONAME, NEEDED), shaped like pyarrow 26's wheel
+    "lib.cpython-312-x86_64-linux-gnu.so": (None, ["libarrow_python.so.2600", "libarrow.so.2600", "libc.so.6"]),
+    "_csv.cpython-312-x86_64-linux-gnu.so": (None, ["libarrow_python.so.2600", "libarrow.so.2600"]),
+    "_flight.cpython-312-x86_64-linux-gnu.so": (None, ["libarrow_python_flight.so.2600", "libarrow_flight.so.2600"]),
+    "_s3fs.cpython-312-x86_64-linux-gnu.so": (None, ["libarrow_s3.so.2600", "libarrow.so.2600"]),
+    "libarrow.so.2600": ("libarrow.so.2600", ["libstdc++.so.6"]),
+    "libarrow_python.so": ("libarrow_python.so.2600", ["libarrow.so.2600"]),
+    "libarrow_python.so.2600": ("libarrow_python.so.2600", ["libarrow.so.2600"]),
+    "libarrow_python.so.2600.1.0": ("libarrow_python.so.2600", ["libarrow.so.2600"]),
+    "libarrow_python_flight.so.2600": ("libarrow_python_flight.so.2600", ["libarrow_flight.so.2600"]),
+    "libarrow_flight.so.2600": ("libarrow_flight.so.2600", ["libarrow.so.2600"]),
+    "libarrow_s3.so.2600": ("libarrow_s3.so.2600", ["libarrow.so.2600"]),
+}
+
+
+def fake_pyarrow(site: Path) -> Path:
+    package = site / "pyarrow"
+    for name, (soname, needed) in PYARROW_WHEEL.items():
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_bytes(fake_elf(soname, needed))
+    for name in ("__init__.py", "csv.py", "flight.py", "gandiva.pyx", "lib.pxd", "array.pxi", "include/arrow/api.h"):
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text("x = 1\n")
+    (package / "src" / "arrow" / "python").mkdir(parents=True)
+    (package / "src" / "arrow" / "python" / "common.cc").write_text("int x;\n")
+    return package
+
+
+def test_elf_dynamic_reads_soname_and_needed(tmp_path: Path) -> None:
+    (tmp_path / "libx.so.1").write_bytes(fake_elf("libx.so.1", ["liby.so.2", "libc.so.6"]))
+    (tmp_path / "x.py").write_text("x = 1\n")
+    assert elf_dynamic(tmp_path / "libx.so.1") == ("libx.so.1", ["liby.so.2", "libc.so.6"])
+    assert elf_dynamic(tmp_path / "x.py") is None
+
+
+def test_pyarrow_keeps_what_validation_loads_and_drops_the_rest(tmp_path: Path) -> None:
+    site = tmp_path / "python"
+    package = fake_pyarrow(site)
+    strip_tree(site)
+    strip_package(site, "pyarrow", PACKAGE_STRIPS["pyarrow"])
+    kept = sorted(path.relative_to(package).as_posix() for path in package.rglob("*") if path.is_file())
+    assert kept == [
+        "__init__.py",
+        "_csv.cpython-312-x86_64-linux-gnu.so",
+        "csv.py",
+        "lib.cpython-312-x86_64-linux-gnu.so",
+        "libarrow.so.2600",
+        "libarrow_python.so.2600",  # the SONAME the loader asks for; the other two copies are gone
+    ]
+    present = {path.name for path in shared_objects(package)}
+    for _path, (_soname, needed) in shared_objects(package).items():
+        assert set(needed) <= present | SYSTEM_LIBRARIES
+
+
+def test_stripping_a_library_a_kept_module_needs_fails_the_build(tmp_path: Path) -> None:
+    site = tmp_path / "python"
+    fake_pyarrow(site)
+    with pytest.raises(RuntimeError, match=r"lib\.cpython-312-x86_64-linux-gnu\.so needs libarrow\.so\.2600"):
+        strip_package(site, "pyarrow", (*PACKAGE_STRIPS["pyarrow"], "pyarrow/libarrow.so*"))
+
+
+def test_strip_rules_are_part_of_every_layer_hash(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = {key: layer_hash(key) for key in LAYERS}
+    monkeypatch.setitem(layer_bundling.PACKAGE_STRIPS, "pyarrow", (*PACKAGE_STRIPS["pyarrow"], "pyarrow/_orc.*"))
+    assert all(layer_hash(key) != before[key] for key in LAYERS)
+
+
+@pytest.mark.skipif(
+    not LayerBuilder(log=lambda _: None).is_current(Layer.DATA),
+    reason="the data layer is not in the build cache (benchmarks/package_size.py builds it)",
+)
+def test_the_built_data_layer_ships_every_library_its_pyarrow_modules_need() -> None:
+    package = LayerBuilder(log=lambda _: None).layer_dir(Layer.DATA) / "python" / "pyarrow"
+    objects = shared_objects(package)
+    names = {path.name for path in objects}
+    for module in VALIDATION_MODULES:
+        assert f"{module}.cpython-312-x86_64-linux-gnu.so" in names
+    for path, (soname, needed) in objects.items():
+        assert set(needed) <= names | SYSTEM_LIBRARIES, path.name
+        assert soname is None or path.name == soname, f"{path.name} is a second copy of {soname}"
+    assert not [name for name in names if "flight" in name or "libarrow_s3" in name]
+    assert not (package / "include").exists() and not (package / "src").exists()
+    assert not [path for path in package.rglob("*") if path.suffix in {".pyx", ".pxd", ".pxi", ".h"}]

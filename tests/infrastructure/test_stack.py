@@ -18,13 +18,16 @@ from infra.cdk import nag
 from infra.cdk.app_factory import SKIP_BUNDLING, create_app
 from infra.declaration import (
     API,
+    ASYNC_INVOCATIONS,
     DRIFT_SCHEDULE,
     FUNCTIONS,
     LAMBDA_RUNTIME,
     LAYERS,
     PIPELINE,
     PREFIX,
+    UPLOAD_ERRORS_ALARM,
     UPLOAD_TRIGGER,
+    VALIDATION_FAILURES,
     Access,
     FunctionSpec,
     function_environment,
@@ -47,6 +50,10 @@ TOPIC_ARN = arn("sns", NAMES.alert_topic)
 
 def bucket_arn(name: str) -> str:
     return arn("s3", name, regional=False)
+
+
+def function_arn(key: str) -> str:
+    return arn("lambda", f"function:{FUNCTIONS[key].physical_name()}")
 
 
 # --- helpers -------------------------------------------------------------------------------------------------------
@@ -108,6 +115,8 @@ def expected_permissions(template: Template, spec: FunctionSpec) -> set[Permissi
         }
     if grants.publish_alerts:
         expected.add(("sns:Publish", TOPIC_ARN))
+    if spec.key in ASYNC_INVOCATIONS:
+        expected.add(("lambda:InvokeFunction", function_arn(ASYNC_INVOCATIONS[spec.key].on_failure)))
     return expected
 
 
@@ -242,11 +251,89 @@ def test_validate_may_start_only_the_pipeline(template: Template) -> None:
     assert STATE_MACHINE_ARN.endswith(f":stateMachine:{template.props(machine)['StateMachineName']}")
 
 
-def test_only_drift_check_may_publish_alerts(template: Template) -> None:
+def test_only_the_declared_publishers_may_publish_alerts(template: Template) -> None:
     publishers = {key for key in FUNCTIONS if any(a == "sns:Publish" for a, _ in function_permissions(template, key))}
-    assert publishers == {key for key, spec in FUNCTIONS.items() if spec.grants.publish_alerts} == {"drift_check"}
+    assert publishers == {key for key, spec in FUNCTIONS.items() if spec.grants.publish_alerts}
+    assert publishers == {"drift_check", "upload_failed"}
+
+
+def test_alert_topic_key_lets_alarms_and_only_the_publishers_through_sns_use_it(template: Template) -> None:
     topic = template.props(template.one("AWS::SNS::Topic", TopicName=NAMES.alert_topic))
-    assert topic["KmsMasterKeyId"]
+    key_id = flatten(topic["KmsMasterKeyId"]).removeprefix("${").removesuffix(".Arn}").removesuffix("}")
+    key = template.props(key_id)
+    assert key["EnableKeyRotation"] is True
+    statements = key["KeyPolicy"]["Statement"]
+    by_principal = {json.dumps(s["Principal"], sort_keys=True): s for s in statements}
+    cloudwatch = by_principal[json.dumps({"Service": "cloudwatch.amazonaws.com"})]
+    assert sorted(cloudwatch["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    publishers = [s for s in statements if isinstance(s["Principal"].get("AWS"), list)]
+    [statement] = publishers
+    roles = {flatten(principal) for principal in statement["Principal"]["AWS"]}
+    assert roles == {
+        "${" + role_id(template, function_id(template, key)) + ".Arn}"
+        for key, spec in FUNCTIONS.items()
+        if spec.grants.publish_alerts
+    }
+    assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    assert flatten(statement["Condition"]["StringEquals"]["kms:ViaService"]) == "sns.${AWS::Region}.amazonaws.com"
+
+
+def test_upload_failed_role_is_least_privilege(template: Template) -> None:
+    bucket, objects = bucket_arn(NAMES.data_bucket), f"{bucket_arn(NAMES.data_bucket)}/*"
+    log_group = template.one(
+        "AWS::Logs::LogGroup", LogGroupName=f"/aws/lambda/{FUNCTIONS['upload_failed'].physical_name()}"
+    )
+    assert function_permissions(template, "upload_failed") == XRAY | {
+        ("logs:CreateLogStream", "${" + log_group + ".Arn}"),
+        ("logs:PutLogEvents", "${" + log_group + ".Arn}"),
+        ("s3:ListBucket", bucket),
+        *((action, objects) for action in OBJECT_READ | OBJECT_WRITE),
+        ("dynamodb:GetItem", TABLE_ARN),
+        ("dynamodb:Query", TABLE_ARN),
+        ("dynamodb:PutItem", TABLE_ARN),
+        ("sns:Publish", TOPIC_ARN),
+    }
+
+
+# --- every upload ends with an outcome: validation failures ---------------------------------------------------------
+
+
+def test_validation_failures_are_retried_then_sent_to_upload_failed(template: Template) -> None:
+    validate, failed = function_id(template, "validate_upload"), function_id(template, "upload_failed")
+    config_id = template.one("AWS::Lambda::EventInvokeConfig", FunctionName="${" + validate + "}")
+    config = template.props(config_id)
+    assert config["MaximumRetryAttempts"] == VALIDATION_FAILURES.retry_attempts == 2
+    assert config["Qualifier"] == "$LATEST"
+    assert flatten(config["DestinationConfig"]["OnFailure"]["Destination"]) == "${" + failed + ".Arn}"
+    assert "OnSuccess" not in config["DestinationConfig"]
+    # Lambda checks the role's permission to invoke the destination when the configuration is created.
+    validate_role = role_id(template, validate)
+    assert validate_role in template.resources[config_id]["DependsOn"]
+    assert len(template.of_type("AWS::Lambda::EventInvokeConfig")) == len(ASYNC_INVOCATIONS) == 1
+
+
+def test_only_validate_may_invoke_a_function_and_only_its_destination(template: Template) -> None:
+    invokes = {
+        (key, resource)
+        for key in FUNCTIONS
+        for action, resource in function_permissions(template, key)
+        if action.startswith("lambda:")
+    }
+    assert invokes == {("validate_upload", function_arn("upload_failed"))}
+    assert FUNCTIONS["upload_failed"].physical_name() == "loopml-upload-failed"
+
+
+def test_upload_errors_alarm_publishes_to_the_alert_topic(template: Template) -> None:
+    alarm = template.props(template.one("AWS::CloudWatch::Alarm", AlarmName=f"{PREFIX}-upload-errors"))
+    failed = function_id(template, UPLOAD_ERRORS_ALARM.function)
+    assert UPLOAD_ERRORS_ALARM.function == VALIDATION_FAILURES.on_failure == "upload_failed"
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("AWS/Lambda", "Invocations", "Sum")
+    assert [(d["Name"], flatten(d["Value"])) for d in alarm["Dimensions"]] == [("FunctionName", "${" + failed + "}")]
+    assert alarm["Period"] == UPLOAD_ERRORS_ALARM.period_s == 300
+    assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["EvaluationPeriods"] == 1 and alarm["TreatMissingData"] == "notBreaching"
+    topic = template.one("AWS::SNS::Topic", TopicName=NAMES.alert_topic)
+    assert [flatten(action) for action in alarm["AlarmActions"]] == ["${" + topic + "}"]
 
 
 # --- pipeline --------------------------------------------------------------------------------------------------------
@@ -339,16 +426,14 @@ def test_drift_schedule_runs_the_drift_function(template: Template) -> None:
 
 def test_uploads_trigger_validation(template: Template) -> None:
     function_key, prefix, suffix = UPLOAD_TRIGGER
-    assert (function_key, prefix, suffix) == ("validate_upload", "incoming/", ".csv")
+    assert (function_key, prefix, suffix) == ("validate_upload", "incoming/", "")
     validate = function_id(template, function_key)
     bucket = bucket_id(template, NAMES.data_bucket)
     (configuration,) = template.props(bucket)["NotificationConfiguration"]["LambdaConfigurations"]
     assert configuration["Event"] == "s3:ObjectCreated:*"
     assert flatten(configuration["Function"]) == f"${{{validate}.Arn}}"
-    assert configuration["Filter"]["S3Key"]["Rules"] == [
-        {"Name": "prefix", "Value": prefix},
-        {"Name": "suffix", "Value": suffix},
-    ]
+    # Every object under incoming/ is validated, whatever its suffix: an unsupported format is quarantined, not missed.
+    assert configuration["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": prefix}]
     permission = template.one(
         "AWS::Lambda::Permission", Principal="s3.amazonaws.com", SourceArn=bucket_arn(NAMES.data_bucket)
     )

@@ -1,4 +1,5 @@
-"""Every declared function, each with its own log group and its own least-privilege role derived from its `Grants`."""
+"""Every declared function, each with its own log group and least-privilege role derived from its `Grants`, and the
+declared handling of their asynchronous invocations (retries, on-failure destination)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,17 @@ from constructs import Construct
 from infra.cdk import nag
 from infra.cdk.arns import Arns
 from infra.cdk.constructs.layers import ARCHITECTURE, RUNTIME
-from infra.declaration import FUNCTIONS, Access, FunctionSpec, Grants, Layer, Names, function_environment
+from infra.declaration import (
+    ASYNC_INVOCATIONS,
+    FUNCTIONS,
+    Access,
+    AsyncInvokeSpec,
+    FunctionSpec,
+    Grants,
+    Layer,
+    Names,
+    function_environment,
+)
 
 # Exactly the calls loopml_core's adapters (object_store, table, pipeline, notifier) make, per access level.
 OBJECT_READ = ("s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:GetObjectVersionTagging")
@@ -25,6 +36,8 @@ TABLE_WRITE = ("dynamodb:PutItem",)  # TransactWriteItems with Put items is auth
 PIPELINE_START = ("states:StartExecution", "states:ListExecutions")
 PIPELINE_DESCRIBE = ("states:DescribeExecution",)
 ALERT_PUBLISH = ("sns:Publish",)
+# Lambda sends an asynchronous invocation's destination record with the function's own role.
+DESTINATION_INVOKE = ("lambda:InvokeFunction",)
 
 # What a function's code asset leaves out; benchmarks/package_size.py measures the same files.
 CODE_EXCLUDES = ("__pycache__", "*.pyc", "tests")
@@ -55,12 +68,14 @@ class Functions(Construct):
         super().__init__(scope, construct_id)
         self._names, self._arns, self._layers, self._log_retention = names, arns, layers, log_retention
         self.roles: dict[str, iam.Role] = {}
+        self._scopes: dict[str, Construct] = {}
         self.functions: dict[str, lambda_.Function] = {
             key: self._build_function(spec) for key, spec in FUNCTIONS.items()
         }
+        self.async_invocations = {key: self._build_async_invocation(spec) for key, spec in ASYNC_INVOCATIONS.items()}
 
     def _build_function(self, spec: FunctionSpec) -> lambda_.Function:
-        scope = Construct(self, pascal_case(spec.key))
+        scope = self._scopes[spec.key] = Construct(self, pascal_case(spec.key))
         log_group = self._build_log_group(scope, spec)
         role = self.roles[spec.key] = self._build_role(scope, spec, log_group)
         function = lambda_.Function(
@@ -88,6 +103,24 @@ class Functions(Construct):
         )
         return function
 
+    def _build_async_invocation(self, spec: AsyncInvokeSpec) -> lambda_.CfnEventInvokeConfig:
+        function = self.functions[spec.function]
+        config = lambda_.CfnEventInvokeConfig(
+            self._scopes[spec.function],
+            "AsyncInvocation",
+            function_name=function.function_name,
+            qualifier="$LATEST",
+            maximum_retry_attempts=spec.retry_attempts,
+            destination_config=lambda_.CfnEventInvokeConfig.DestinationConfigProperty(
+                on_failure=lambda_.CfnEventInvokeConfig.OnFailureProperty(
+                    destination=self.functions[spec.on_failure].function_arn
+                )
+            ),
+        )
+        # Lambda checks that the function's role may invoke the destination when the configuration is set.
+        config.node.add_dependency(self.roles[spec.function])
+        return config
+
     def _build_log_group(self, scope: Construct, spec: FunctionSpec) -> logs.LogGroup:
         return logs.LogGroup(
             scope,
@@ -108,6 +141,8 @@ class Functions(Construct):
         role.add_to_policy(allow(("logs:CreateLogStream", "logs:PutLogEvents"), log_group.log_group_arn))
         for statement in self._grant_statements(spec.grants):
             role.add_to_policy(statement)
+        if spec.key in ASYNC_INVOCATIONS:
+            role.add_to_policy(allow(DESTINATION_INVOKE, self._arns.function(ASYNC_INVOCATIONS[spec.key].on_failure)))
         self._acknowledge_role_findings(role, spec.grants)
         return role
 

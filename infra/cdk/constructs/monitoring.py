@@ -1,12 +1,15 @@
-"""What keeps the loop closed: the alert topic, the drift schedule, and the upload trigger of the validation."""
+"""What keeps the loop closed: the alert topic and its alarms, the drift schedule, and the upload trigger."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import Aws
+from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
@@ -15,7 +18,15 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from infra.cdk.arns import Arns
-from infra.declaration import DRIFT_SCHEDULE, PREFIX, UPLOAD_TRIGGER, Names
+from infra.declaration import (
+    DRIFT_SCHEDULE,
+    FUNCTIONS,
+    PREFIX,
+    UPLOAD_ERRORS_ALARM,
+    UPLOAD_TRIGGER,
+    AlarmSpec,
+    Names,
+)
 
 
 class Monitoring(Construct):
@@ -31,10 +42,43 @@ class Monitoring(Construct):
         alert_email: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        publishers = [functions[key].role for key, spec in FUNCTIONS.items() if spec.grants.publish_alerts]
+        self.alert_key = self._build_alert_key([role for role in publishers if role is not None])
         self.alert_topic = self._build_alert_topic(names, alert_email)
+        self.upload_errors_alarm = self._build_alarm(UPLOAD_ERRORS_ALARM, functions[UPLOAD_ERRORS_ALARM.function])
         self.drift_schedule = self._build_drift_schedule(functions[DRIFT_SCHEDULE.function])
         function_key, prefix, suffix = UPLOAD_TRIGGER
         self._build_upload_trigger(data_bucket, arns.bucket(names.data_bucket), functions[function_key], prefix, suffix)
+
+    def _build_alert_key(self, publishers: list[iam.IRole]) -> kms.Key:
+        """A customer managed key, because CloudWatch alarms cannot publish to a topic encrypted with the AWS
+        managed key (aws/sns): its key policy cannot be changed to let CloudWatch use it."""
+        key = kms.Key(
+            self,
+            "AlertKey",
+            alias=f"alias/{PREFIX}-alerts",
+            description="Encrypts the LoopML alert topic",
+            enable_key_rotation=True,
+            # Nothing stays encrypted under it: SNS only holds messages while it delivers them.
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+            )
+        )
+        # The functions that publish alerts use the key only through SNS, as with the AWS managed key.
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=publishers,
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"kms:ViaService": f"sns.{Aws.REGION}.amazonaws.com"}},
+            )
+        )
+        return key
 
     def _build_alert_topic(self, names: Names, alert_email: str | None) -> sns.Topic:
         topic = sns.Topic(
@@ -42,13 +86,28 @@ class Monitoring(Construct):
             "AlertTopic",
             topic_name=names.alert_topic,
             display_name="LoopML alerts",
-            # The AWS managed key: only Lambda publishes here, and a customer key would cost without adding control.
-            master_key=kms.Alias.from_alias_name(self, "SnsManagedKey", "alias/aws/sns"),
+            master_key=self.alert_key,
             enforce_ssl=True,
         )
         if alert_email:
             topic.add_subscription(subscriptions.EmailSubscription(alert_email))
         return topic
+
+    def _build_alarm(self, spec: AlarmSpec, function: lambda_.IFunction) -> cloudwatch.Alarm:
+        alarm = cloudwatch.Alarm(
+            self,
+            "".join(part.capitalize() for part in spec.key.split("-")) + "Alarm",
+            alarm_name=spec.physical_name(),
+            alarm_description=spec.description,
+            metric=function.metric(spec.metric, statistic=spec.statistic, period=Duration.seconds(spec.period_s)),
+            threshold=spec.threshold,
+            evaluation_periods=spec.evaluation_periods,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            # No invocation in a period is the healthy case, not missing data.
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.alert_topic))
+        return alarm
 
     def _build_drift_schedule(self, function: lambda_.IFunction) -> events.Rule:
         return events.Rule(
@@ -83,9 +142,11 @@ class Monitoring(Construct):
                     function=function.function_arn,
                     filter=s3.CfnBucket.NotificationFilterProperty(
                         s3_key=s3.CfnBucket.S3KeyFilterProperty(
+                            # An empty suffix matches every key: it is left out, as S3 takes no empty filter value.
                             rules=[
-                                s3.CfnBucket.FilterRuleProperty(name="prefix", value=prefix),
-                                s3.CfnBucket.FilterRuleProperty(name="suffix", value=suffix),
+                                s3.CfnBucket.FilterRuleProperty(name=name, value=value)
+                                for name, value in (("prefix", prefix), ("suffix", suffix))
+                                if value
                             ]
                         )
                     ),
