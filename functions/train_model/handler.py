@@ -16,6 +16,6 @@ from loopml_core.observability import logger, metrics, tracer
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     run = RunRequest.model_validate(event["run"])
-    candidate = pipeline_steps("train_model").train(run, event["execution"])
+    candidate = pipeline_steps("train_model").train(run, event["execution"], memory_mb=context.memory_limit_in_mb)
     logger.info("trained", extra={"model": run.model, "metrics": candidate.metrics})
     return candidate.model_dump(mode="json")

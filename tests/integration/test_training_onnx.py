@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import math
@@ -80,6 +81,23 @@ def test_read_dataset_types_columns_per_contract() -> None:
     assert read.loc[0, "region"] == "NA"  # only empty cells are nulls
     assert read.loc[1, "plan"] is None
     assert read["income"].isna().sum() == frame["income"].isna().sum()
+
+
+@pytest.mark.parametrize("file_format", ["csv.gz", "parquet"])
+def test_every_stored_format_trains_the_model_csv_trains(file_format: str) -> None:
+    c = contract()
+    frame = make_frame(600, seed=12)
+    if file_format == "parquet":
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, engine="pyarrow", index=False)  # as users write it; training reads with fastparquet
+        body = buffer.getvalue()
+    else:
+        body = gzip.compress(to_csv(frame))
+    from_csv = train(c, read_dataset(c, to_csv(frame)))
+    other = train(c, read_dataset(c, body, file_format))
+    assert other.holdout_csv == from_csv.holdout_csv
+    assert other.reference_predictions == from_csv.reference_predictions
+    assert other.onnx_model == from_csv.onnx_model
 
 
 def test_onnx_graph_has_one_named_input_per_feature(classifier: training.TrainingResult) -> None:

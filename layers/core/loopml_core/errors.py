@@ -38,3 +38,7 @@ class InvalidRequestError(LoopMLError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class DatasetTooLargeError(LoopMLError):
+    """A dataset version needs more memory to train than the training function has; the message says what to do."""

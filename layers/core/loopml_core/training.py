@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +36,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from loopml_core import drift
 from loopml_core.contract import DatasetContract, Task
+from loopml_core.errors import DatasetTooLargeError
 from loopml_core.evaluation import compute_metrics
+from loopml_core.models import DatasetVersion
 from loopml_core.serving import (
     META_ALGORITHM,
     META_CLASSES,
@@ -59,6 +63,84 @@ class TrainingError(ValueError):
     """The dataset cannot be trained on (too few rows, a single class, unusable values)."""
 
 
+# -- memory ----------------------------------------------------------------------------------------------------------
+# What training a dataset version needs, estimated before it is fetched, so that a version too large for the function
+# fails with a reason instead of an out-of-memory kill. The model: BASE_MB + ALGORITHM_MB + rows x (
+# BYTES_PER_COLUMN x (features + target) + BYTES_PER_ENCODED_COLUMN x (numeric features + category values)).
+# The first term per row pays for the fetched bytes, pandas' text columns (Python str objects: the training layer has
+# no pyarrow) and the typed frame and its copies; the second for the dense one-hot matrix scikit-learn fits and
+# predicts on, so a contract with many category values costs more per row than its column count says.
+#
+# Measured: peak RSS (getrusage ru_maxrss) of a fresh Python 3.11 process that blocks `import pyarrow`, imports boto3,
+# Powertools and this module (209 MB), then reads a synthetic 20-feature dataset's bytes and runs `read_dataset` and
+# `train` (gradient boosting, holdout 0.2). CSV peaks highest; gzip CSV the same; Parquet 5 % lower. Peak, bytes a row:
+#   12 numeric + 8 categories of 5 values:  385 / 547 / 1,422 MB at 100k / 200k / 800k rows   ->  1,529 a row
+#   12 numeric + 8 categories of 50 values: 892 / 1,516 MB at 100k / 200k (logistic regression: 1,402)  ->  6,540
+#   20 numeric:                             358 / 500 / 1,561 MB at 100k / 200k / 1M rows     ->  1,391
+# Least squares on the first two gives 38 bytes a column and 14 an encoded column, which underestimates the third
+# (numbers are long as CSV text, and pandas holds every cell as a Python str while reading); 64 and 16 give 2,176,
+# 7,936 and 1,664 bytes a row, 20-42 % above the measured slopes, and the intercepts (235-268 MB) plus the Lambda
+# runtime round to a 300 MB base. The estimates for the largest runs: 1,961 MB (800k rows, measured 1,422), 1,814 MB
+# (200k of 50-value categories, 1,516), 1,887 MB (1M numeric, 1,561). At the default 2048 MB: 1.1M rows of 20 numeric
+# features, 840k of the first kind.
+# A random forest adds its trees and their ONNX conversion (skl2onnx holds every node in Python lists): 270-420 MB
+# more than gradient boosting at 50k-200k rows, growing with the node count, which depth 12 bounds at 1.43 x what
+# 200k rows reached (572k of 819k nodes); so 700 MB.
+# tests/integration/test_training_memory_peak.py checks the estimate against a measured 20k-80k-row peak on every run
+# and repeats the 200k-row measurement with LOOPML_MEASURE_TRAINING_MEMORY=1.
+BASE_MB = 300
+BYTES_PER_COLUMN = 64
+BYTES_PER_ENCODED_COLUMN = 16
+ALGORITHM_MB = {"random_forest": 700}
+LAMBDA_MAX_MEMORY_MB = 10240
+TRAIN_FUNCTION = "train_model"  # its key in infra/declaration.py, where its memory_mb is set
+
+
+def _bytes_per_row(contract: DatasetContract) -> int:
+    columns = len(contract.features) + 1
+    encoded = sum(1 if f.is_numeric else len(f.values or ()) for f in contract.features)
+    return BYTES_PER_COLUMN * columns + BYTES_PER_ENCODED_COLUMN * encoded
+
+
+def estimate_memory_mb(contract: DatasetContract, rows: int) -> int:
+    """The memory, in MB, that reading and training `rows` rows of a dataset under `contract` is estimated to need."""
+    fixed = BASE_MB + ALGORITHM_MB.get(_algorithm(contract), 0)
+    return fixed + math.ceil(rows * _bytes_per_row(contract) / 2**20)
+
+
+def max_rows(contract: DatasetContract, memory_mb: int) -> int:
+    """The most rows of a dataset under `contract` that train within `memory_mb` by `estimate_memory_mb`."""
+    spare = memory_mb - BASE_MB - ALGORITHM_MB.get(_algorithm(contract), 0)
+    return max(0, spare * 2**20 // _bytes_per_row(contract))
+
+
+def check_memory(contract: DatasetContract, version: DatasetVersion, memory_mb: int | None) -> None:
+    """Raise `DatasetTooLargeError` when `version` is estimated not to train within `memory_mb` (None: no limit)."""
+    if memory_mb is None:
+        return
+    needed = estimate_memory_mb(contract, version.rows)
+    if needed <= memory_mb:
+        return
+    what = (
+        f"dataset '{version.dataset}' v{version.version} is too large to train: its {version.rows:,} rows x "
+        f"{len(contract.features) + 1} columns ({version.format}, {_algorithm(contract)}) need an estimated "
+        f"{needed:,} MB of memory, and {TRAIN_FUNCTION} has {memory_mb:,} MB, enough for about "
+        f"{max_rows(contract, memory_mb):,} rows of it."
+    )
+    if needed <= LAMBDA_MAX_MEMORY_MB:
+        todo = (
+            f"To train it, raise memory_mb of {TRAIN_FUNCTION} in infra/declaration.py (Lambda allows up to "
+            f"{LAMBDA_MAX_MEMORY_MB} MB; {needed:,} MB would do) and redeploy, or upload a sample."
+        )
+    else:
+        todo = (
+            f"To train it, upload a sample: even if you raise memory_mb of {TRAIN_FUNCTION} in infra/declaration.py to "
+            f"the most Lambda allows ({LAMBDA_MAX_MEMORY_MB} MB) and redeploy, only about "
+            f"{max_rows(contract, LAMBDA_MAX_MEMORY_MB):,} rows fit."
+        )
+    raise DatasetTooLargeError(f"{what} {todo}")
+
+
 @dataclass(frozen=True)
 class TrainingResult:
     """A trained candidate: the ONNX graph plus what evaluation (holdout, reference outputs) and drift need."""
@@ -73,19 +155,26 @@ class TrainingResult:
     holdout_rows: int
 
 
-def read_dataset(contract: DatasetContract, csv_bytes: bytes) -> pd.DataFrame:
-    """Read a dataset CSV into a frame with the contract's columns in contract order (features, then target).
+DATASET_FORMATS = ("csv", "csv.gz", "parquet")  # `DatasetVersion.format`: how a stored dataset version is encoded
+PARQUET_MAGIC = b"PAR1"
 
-    Numeric features are float64 with NaN for empty cells, categories are Python strings with None for empty cells;
-    the target is a string for classification and a float for regression. Only empty cells are nulls, so a category
-    such as "NA" survives.
+
+def read_dataset(contract: DatasetContract, data: bytes, file_format: str = "csv") -> pd.DataFrame:
+    """Read a stored dataset version into a frame with the contract's columns in contract order (features, target).
+
+    `file_format` is the version's `DatasetVersion.format`: "csv", "csv.gz" (gzip-compressed CSV) or "parquet".
+    Numeric features are float64 with NaN for nulls, categories are Python strings with None for nulls; the target
+    is a string for classification and a float for regression. In a CSV only empty cells are nulls, so a category
+    such as "NA" survives. A Parquet file gives the frame the same data gives as CSV: numbers of any width become
+    float64, other values their CSV text (an int-typed label 1 is "1"), and nulls and empty strings are nulls.
     """
-    columns = [*contract.feature_names, contract.target]
-    try:
-        raw = pd.read_csv(io.BytesIO(csv_bytes), dtype=str, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise TrainingError(f"cannot parse the dataset CSV: {exc}") from exc
-    missing = [c for c in columns if c not in raw.columns]
+    if file_format == "parquet":
+        raw = _read_parquet(contract, data)
+    elif file_format in ("csv", "csv.gz"):
+        raw = _read_csv(data, compression="gzip" if file_format == "csv.gz" else None)
+    else:
+        raise TrainingError(f"unsupported dataset format '{file_format}': expected one of {', '.join(DATASET_FORMATS)}")
+    missing = [c for c in [*contract.feature_names, contract.target] if c not in raw.columns]
     if missing:
         raise TrainingError(f"dataset lacks contract columns: {', '.join(missing)}")
 
@@ -99,7 +188,55 @@ def read_dataset(contract: DatasetContract, csv_bytes: bytes) -> pd.DataFrame:
     return frame
 
 
+def _read_csv(data: bytes, compression: str | None) -> pd.DataFrame:
+    """Every cell as text, only empty cells null: the columns are typed per contract afterwards."""
+    try:
+        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[""], compression=compression)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise TrainingError(f"cannot parse the dataset CSV: {exc}") from exc
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError; a truncated stream, EOFError
+        raise TrainingError(f"cannot decompress the gzip-compressed dataset CSV: {exc}") from exc
+
+
+def _read_parquet(contract: DatasetContract, data: bytes) -> pd.DataFrame:
+    """The contract's columns of a Parquet file, with fastparquet: pyarrow does not fit in the training layer.
+
+    fastparquet is called directly rather than through `pd.read_parquet(engine="fastparquet")`: pandas 3.1 deprecates
+    that engine (removal in pandas 4), and its wrapper turns off fastparquet's nullable dtypes, which read an optional
+    int column with nulls as float64, so that a null-bearing int label 1 would read as "1.0". With them it is Int64.
+    Each column is converted where it is typed (`_to_float`, `_to_strings`), exactly as CSV text is.
+    """
+    import fastparquet
+
+    # fastparquet decodes the footer without checking the framing, and its decoder can crash the process on bytes
+    # that are not Parquet; the validated upload always is, but a mislabelled object must fail with a reason.
+    footer = int.from_bytes(data[-8:-4], "little") if len(data) >= 12 else 0
+    if data[:4] != PARQUET_MAGIC or data[-4:] != PARQUET_MAGIC or not 0 < footer <= len(data) - 12:
+        raise TrainingError("cannot read the dataset Parquet file: it does not start and end as a Parquet file does")
+    try:
+        parquet = fastparquet.ParquetFile(io.BytesIO(data))
+        wanted = [c for c in [*contract.feature_names, contract.target] if c in parquet.columns]
+        raw = parquet.to_pandas(columns=wanted)
+    except Exception as exc:  # fastparquet raises a variety of types (ValueError, TypeError, thrift errors)
+        raise TrainingError(f"cannot read the dataset Parquet file: {exc}") from exc
+    return raw.reset_index(drop=True)
+
+
 def _to_float(column: pd.Series, name: str) -> pd.Series:
+    """Numbers as float64 with NaN for nulls, from CSV text or from any numeric Parquet column."""
+    dtype = column.dtype
+    if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(dtype):  # Parquet text, dictionaries
+        column = column.astype(object).where(column.notna() & (column.astype(object) != ""), None)
+    elif pd.api.types.is_bool_dtype(dtype) or not (
+        pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_string_dtype(dtype)
+    ):  # booleans, timestamps and the like are no numbers in a CSV either ("True", "2024-01-01")
+        raise TrainingError(f"column '{name}' has values that are not numbers: it is stored as {dtype}")
+    elif _is_float32(dtype):
+        # A float32 column is written to CSV in its shortest decimal form (0.1, not 0.10000000149011612): read so.
+        text = column.to_numpy(dtype=np.float32, na_value=np.nan).astype(str)
+        return pd.Series(text.astype(np.float64), index=column.index)
+    elif pd.api.types.is_numeric_dtype(dtype):  # int8..int64, uint*, nullable Int64 and friends, float64
+        return pd.Series(column.to_numpy(dtype=np.float64, na_value=np.nan), index=column.index)
     try:
         return pd.to_numeric(column, errors="raise").astype(np.float64)
     except (ValueError, TypeError) as exc:
@@ -107,8 +244,17 @@ def _to_float(column: pd.Series, name: str) -> pd.Series:
 
 
 def _to_strings(column: pd.Series) -> pd.Series:
-    values = [None if pd.isna(v) else str(v) for v in column.tolist()]
+    """Python strings with None for nulls and empty strings: the text each value has in a CSV pandas writes."""
+    if pd.api.types.is_float_dtype(column.dtype):  # Parquet only (CSV cells are text): str is the shortest repr
+        width = np.float32 if _is_float32(column.dtype) else np.float64
+        values = [None if np.isnan(v) else str(v) for v in column.to_numpy(dtype=width, na_value=np.nan)]
+    else:
+        values = [None if pd.isna(v) or v == "" else str(v) for v in column.tolist()]
     return pd.Series(values, index=column.index, dtype=object)
+
+
+def _is_float32(dtype: Any) -> bool:
+    return bool(dtype == np.float32 or dtype == pd.Float32Dtype())
 
 
 def _features(contract: DatasetContract, frame: pd.DataFrame) -> pd.DataFrame:

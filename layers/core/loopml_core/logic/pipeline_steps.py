@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,13 @@ from loopml_core.models import ModelVersion, ObjectRef
 from loopml_core.registry import Registry
 
 MODELS = "models/"
+MEMORY_ENV = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"  # set by Lambda in every function's environment
+
+
+def function_memory_mb() -> int | None:
+    """The running function's memory in MB from Lambda's environment; None outside Lambda (no limit)."""
+    value = os.environ.get(MEMORY_ENV, "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 class RunRequest(BaseModel):
@@ -56,14 +64,21 @@ class PipelineSteps:
         stored = self.store.put(self.artifact_bucket, key, body, content_type)
         return ObjectRef(bucket=stored.bucket, key=stored.key, version_id=stored.version_id)
 
-    def train(self, run: RunRequest, execution: str) -> Candidate:
-        from loopml_core.training import read_dataset, train
+    def train(self, run: RunRequest, execution: str, memory_mb: int | None = None) -> Candidate:
+        """Train on the run's dataset version, read in its stored format.
+
+        `memory_mb` is the function's memory (the Lambda context's); None falls back to Lambda's
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE, then to no limit. A version estimated not to fit raises
+        `DatasetTooLargeError` before anything is fetched.
+        """
+        from loopml_core.training import check_memory, read_dataset, train
 
         contract = self.registry.contract(run.model)
         version = self.registry.dataset_version(run.model, run.dataset_version)
-        frame = read_dataset(
-            contract, self.store.get(version.object.bucket, version.object.key, version.object.version_id)
-        )
+        check_memory(contract, version, memory_mb if memory_mb is not None else function_memory_mb())
+        data = self.store.get(version.object.bucket, version.object.key, version.object.version_id)
+        frame = read_dataset(contract, data, version.format)
+        del data  # the frame holds the data now; the bytes would only add to the peak while training
         result = train(contract, frame)
         prefix = f"{MODELS}{run.model}/runs/{execution}/"
         return Candidate(
