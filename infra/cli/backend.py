@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import declaration as decl
+from infra.cli.errors import BackendError
 from loopml_core.adapters.object_store import S3ObjectStore, StoredObject
 from loopml_core.adapters.pipeline import StepFunctionsRunner
 from loopml_core.adapters.table import DynamoTable
@@ -23,10 +24,6 @@ from loopml_core.uploads import dataset_of
 
 STACK_NAME = "LoopML"
 UPLOAD_MARKER = "loopml-upload"  # object metadata that tells the CLI which version its upload made
-
-
-class BackendError(Exception):
-    """The CLI cannot reach what it was asked to use."""
 
 
 def state_dir() -> Path:

@@ -9,14 +9,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from infra.cli.backend import Backend, BackendError, read_local_info, upload_file_and_wait
+from infra.cli.errors import BackendError
 from loopml_core.contract import load_contract
+
+if TYPE_CHECKING:
+    from infra.cli.backend import Backend
 from loopml_core.errors import LoopMLError
 from loopml_core.logic.runs import start_training
 
@@ -28,11 +31,13 @@ class Context:
     def __init__(self, endpoint_url: str | None, api_url: str | None) -> None:
         self.endpoint_url = endpoint_url
         self.api_url = api_url
-        self._backend: Backend | None = None
+        self._backend: Backend | None = None  # the AWS SDK and the registry load only for commands that use them
 
     @property
     def backend(self) -> Backend:
         if self._backend is None:
+            from infra.cli.backend import Backend
+
             self._backend = Backend.resolve(self.endpoint_url, self.api_url)
         return self._backend
 
@@ -136,8 +141,7 @@ def validate(file: Path, contract_file: Path, as_json: bool, max_issue_rows: int
       loopml validate customers.csv --contract churn.yaml
       loopml validate customers.parquet --contract churn.yaml --json | jq '.issues[] | .message'
     """
-    from loopml_core.logic.ingest import report_document
-    from loopml_core.validation import FileSource
+    from loopml_core.validation import FileSource, report_document
     from loopml_core.validation import validate as validate_file
 
     contract = load_contract(contract_file.read_text())
@@ -233,6 +237,8 @@ def local_info(as_json: bool) -> None:
     Example:
       loopml local info --json | jq -r .api_url
     """
+    from infra.cli.backend import read_local_info
+
     info = read_local_info()
     if info is None:
         raise BackendError("no local cloud is running; start one with `loopml local up`")
@@ -362,6 +368,8 @@ def upload(ctx: Context, file: Path, dataset: str, wait: bool, timeout: float | 
         stored = backend.upload_file(file, key)
         console.print(f"uploaded {stored.uri} (version {stored.version_id})")
         return
+    from infra.cli.backend import upload_file_and_wait
+
     limit = timeout if timeout is not None else 120 + file.stat().st_size / 20e6  # validation streams ≥ 20 MB/s
     with progress.status(f"uploading {file.name} and waiting for validation…"):
         outcome = upload_file_and_wait(backend, file, key, timeout=limit)

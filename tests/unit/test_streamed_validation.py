@@ -14,8 +14,7 @@ import pytest
 
 from loopml_core import drift, validation
 from loopml_core.contract import load_contract
-from loopml_core.logic.ingest import report_document
-from loopml_core.validation import BytesSource, ValidationReport, csv_text, validate
+from loopml_core.validation import BytesSource, ValidationReport, csv_text, report_document, validate
 
 CONTRACT = load_contract(
     """

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from loopml_core.adapters.object_store import ObjectStore
 from loopml_core.adapters.pipeline import PipelineRunner
@@ -23,9 +23,6 @@ from loopml_core.logic.runs import execution_name, start_training
 from loopml_core.models import DatasetVersion, ObjectRef, UploadOutcome, UploadStatus
 from loopml_core.registry import UNDECLARED, Registry
 from loopml_core.uploads import DATASETS, INCOMING, QUARANTINE, STATUS_TAG, SUPPORTED, dataset_of
-
-if TYPE_CHECKING:
-    from loopml_core.validation import ValidationReport
 
 MAX_SUMMARY_CHARS = 2_000  # the registry item and the audit record carry the summary; the report has the rest
 
@@ -60,24 +57,6 @@ class StoredSource:
         return self.store.open_random_access(self.upload.bucket, self.upload.key, self.upload.version_id)
 
 
-def report_document(
-    report: ValidationReport, *, source: str, source_version_id: str | None, dataset: str | None, seconds: float
-) -> dict[str, Any]:
-    """The quarantine report (also what `loopml validate --json` prints): the validation report and where from.
-
-    Bounded whatever the data: per issue a count and at most a few example rows and values, each value cut short.
-    """
-    return {
-        "source": source,
-        "source_version_id": source_version_id,
-        "dataset": dataset,
-        **report.model_dump(mode="json"),
-        "summary": report.summary(),
-        "seconds": round(seconds, 3),
-        "checked_at": iso(),
-    }
-
-
 class Ingestor:
     def __init__(
         self,
@@ -108,7 +87,7 @@ class Ingestor:
         except NotFoundError as error:
             return self._quarantine(upload, name, _problem_document(upload, name, "dataset", str(error)))
 
-        from loopml_core.validation import validate
+        from loopml_core.validation import report_document, validate
 
         latest = self.registry.latest_dataset_version(name)
         source = StoredSource(self.store, upload, self.store.size(upload.bucket, upload.key, upload.version_id))

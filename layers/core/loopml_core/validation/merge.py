@@ -153,7 +153,6 @@ class Run:
         self._pipeline(batches, lambda batch: check_batch(self.plan, self.cap, batch))
 
     def _pipeline(self, items: Iterator[Any], check: Callable[[Any], Part]) -> None:
-        use_a_returning_allocator()
         pending: list[Future[Part]] = []
         with ThreadPoolExecutor(self.workers, thread_name_prefix="validate") as pool:
             for item in items:

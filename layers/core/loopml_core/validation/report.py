@@ -8,6 +8,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
+from loopml_core.clock import iso
+
 Check = Literal["format", "parse", "schema", "types", "nulls", "ranges", "categories", "quality", "distribution"]
 CHECK_ORDER: tuple[Check, ...] = get_args(Check)
 
@@ -94,3 +96,21 @@ def plural(count: int, noun: str) -> str:
 
 def shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def report_document(
+    report: ValidationReport, *, source: str, source_version_id: str | None, dataset: str | None, seconds: float
+) -> dict[str, Any]:
+    """The quarantine report (also what `loopml validate --json` prints): the validation report and where from.
+
+    Bounded whatever the data: per issue a count and at most a few example rows and values, each value cut short.
+    """
+    return {
+        "source": source,
+        "source_version_id": source_version_id,
+        "dataset": dataset,
+        **report.model_dump(mode="json"),
+        "summary": report.summary(),
+        "seconds": round(seconds, 3),
+        "checked_at": iso(),
+    }
