@@ -4,12 +4,17 @@ Uses the same builder as CDK's local bundling (`infra.cdk.layer_bundling`), so t
 layers; unchanged layers come from the `.build/layers` cache. Exits 1 if any function (its layers + its code) is over.
 
     python benchmarks/package_size.py [--no-zip]
+    python benchmarks/package_size.py --cdk-out cdk.out     # after `make synth`: what CloudFormation would deploy
+
+With `--cdk-out`, sizes are read from the synthesized assembly instead: each function's code asset plus the layer
+assets its template resource references, exactly the directories CDK zips and uploads.
 """
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
 import sys
 import tempfile
 import zipfile
@@ -51,10 +56,45 @@ def mib(size: int | None) -> str:
     return "-" if size is None else f"{size / MIB:8.1f}"
 
 
+def from_assembly(out: Path) -> int:
+    """Unzipped size of every function in a synthesized cloud assembly: its code asset plus its layers' assets."""
+    templates = sorted(out.glob("*.template.json"))
+    if not templates:
+        print(f"no template in {out}; run `make synth` first", file=sys.stderr)
+        return 2
+    resources: dict[str, dict] = json.loads(templates[0].read_text())["Resources"]
+    assets = {
+        logical: out / resource["Metadata"]["aws:asset:path"]
+        for logical, resource in resources.items()
+        if "aws:asset:path" in resource.get("Metadata", {})
+    }
+    print(f"Functions in {templates[0]} (MiB; limit {UNZIPPED_LIMIT / MIB:.0f} MiB unzipped, layers + code)")
+    print(f"{'function':<26}{'code':>9}{'layers':>9}{'total':>9}{'headroom':>10}  verdict")
+    over = []
+    for logical, resource in sorted(resources.items()):
+        if resource["Type"] != "AWS::Lambda::Function" or logical not in assets:
+            continue
+        code = unzipped_size(assets[logical])
+        layers = sum(unzipped_size(assets[ref["Ref"]]) for ref in resource["Properties"].get("Layers", []))
+        total = code + layers
+        name = resource["Properties"].get("FunctionName", logical)
+        verdict = "ok" if total <= UNZIPPED_LIMIT else "OVER LIMIT"
+        if total > UNZIPPED_LIMIT:
+            over.append(str(name))
+        print(f"{name!s:<26}{mib(code):>9}{mib(layers):>9}{mib(total):>9}{mib(UNZIPPED_LIMIT - total):>10}  {verdict}")
+    if over:
+        print(f"\nover Lambda's unzipped limit: {', '.join(over)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-zip", action="store_true", help="skip measuring zipped sizes (slow for big layers)")
+    parser.add_argument("--cdk-out", type=Path, help="measure a synthesized cloud assembly (e.g. cdk.out) instead")
     args = parser.parse_args(argv)
+    if args.cdk_out is not None:
+        return from_assembly(args.cdk_out)
 
     builder = LayerBuilder()
     layer_sizes: dict[Layer, tuple[int, int | None]] = {}

@@ -163,6 +163,11 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
                 )
                 summary["quarantine_issues"] = len(report["issues"])
 
+            with say.stage("The same file again under another name: a duplicate, nothing trained twice"):
+                tags = upload("2026-01-copy.csv", data.to_csv(data.customers(rows, seed=1)))
+                say.check(tags.get("loopml-status") == "duplicate", f"repeated upload not a duplicate: {tags}")
+                say.say(f"duplicate of dataset v{tags.get('loopml-duplicate-of')}: no new version, no training run")
+
             with say.stage("Newer labelled data arrives (prices rose): versioned, waiting for the drift check"):
                 tags = upload("2026-06.csv", data.to_csv(data.customers(rows, seed=2, shifted=True)))
                 say.check(tags.get("loopml-status") == "accepted", f"newer upload was not accepted: {tags}")

@@ -25,5 +25,11 @@ def test_the_loop_closes(loopml_home):
     assert "X-Model-Version: 2" in text
     # every state change is in the verified audit trail
     assert summary["audit_records"] >= 9 and "chain intact" in text
-    for stage in ["Declare the dataset contract", "quarantined", "drift schedule fires", "audit trail, verified"]:
+    for stage in [
+        "Declare the dataset contract",
+        "quarantined",
+        "a duplicate",
+        "drift schedule fires",
+        "audit trail, verified",
+    ]:
         assert stage in text
