@@ -34,8 +34,6 @@ class ColumnPlan:
     what: str = "values"
     null_limit: float = 0.0
     null_why: str = ""
-    is_target: bool = False
-    source_type: str = "text"  # text | number | label: how Arrow hands the column over
 
 
 @dataclass(frozen=True)
@@ -49,11 +47,11 @@ class Plan:
         return [c.arrow_name for c in self.columns]
 
 
-def column_plan(contract: DatasetContract, name: str, arrow_name: str, source_type: str) -> ColumnPlan:
+def column_plan(contract: DatasetContract, name: str, arrow_name: str) -> ColumnPlan:
     if name == contract.target:
         why = "the target must have a value in every row"
         if contract.task is Task.REGRESSION:
-            return ColumnPlan(name, arrow_name, True, null_why=why, is_target=True, source_type=source_type)
+            return ColumnPlan(name, arrow_name, True, null_why=why)
         allowed = frozenset(contract.target_values) if contract.target_values is not None else None
         return ColumnPlan(
             name,
@@ -63,8 +61,6 @@ def column_plan(contract: DatasetContract, name: str, arrow_name: str, source_ty
             listed=listed_values(contract.target_values),
             what="classes",
             null_why=why,
-            is_target=True,
-            source_type=source_type,
         )
     feature = next(f for f in contract.features if f.name == name)
     limit = contract.quality.max_null_fraction if feature.nullable else 0.0
@@ -78,7 +74,6 @@ def column_plan(contract: DatasetContract, name: str, arrow_name: str, source_ty
             listed=listed_values(feature.values),
             null_limit=limit,
             null_why=why,
-            source_type=source_type,
         )
     return ColumnPlan(
         name,
@@ -89,7 +84,6 @@ def column_plan(contract: DatasetContract, name: str, arrow_name: str, source_ty
         high=feature.max,
         null_limit=limit,
         null_why=why,
-        source_type=source_type,
     )
 
 

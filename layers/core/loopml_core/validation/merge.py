@@ -91,7 +91,7 @@ class Run:
         positions = first_positions(header)
         arrow_names = tuple(f"c{i}" for i in range(len(header)))
         self.schema_issues = schema_issues(self.contract, header)
-        self._plan_columns({name: arrow_names[positions[name]] for name in self._wanted() if name in positions}, "text")
+        self._plan_columns({name: arrow_names[positions[name]] for name in self._wanted() if name in positions})
         self.plan = Plan(self.plan.columns, arrow_names, self.plan.previous)
 
     def start_parquet(self, schema: Any) -> None:
@@ -123,7 +123,7 @@ class Run:
                 )
                 continue
             usable[name] = name
-        self._plan_columns(usable, "arrow")
+        self._plan_columns(usable)
 
     def _wanted(self) -> list[str]:
         return [*self.contract.feature_names, self.contract.target]
@@ -131,11 +131,9 @@ class Run:
     def _feature(self, name: str) -> Feature:
         return next(f for f in self.contract.features if f.name == name)
 
-    def _plan_columns(self, arrow_names: dict[str, str], source_type: str) -> None:
+    def _plan_columns(self, arrow_names: dict[str, str]) -> None:
         columns = tuple(
-            column_plan(self.contract, name, arrow_names[name], source_type)
-            for name in self._wanted()
-            if name in arrow_names
+            column_plan(self.contract, name, arrow_names[name]) for name in self._wanted() if name in arrow_names
         )
         previous = None
         checked = self.previous is not None and self.contract.quality.max_psi is not None
