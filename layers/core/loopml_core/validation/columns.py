@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from loopml_core.validation.report import MAX_VALUE_CHARS, Issue, file_issue, sh
 
 DISTINCT_TRACKED = 1_000  # distinct offending values counted per issue, for "and N more distinct"
 _ODD_CELL_SLICE = 4_096  # rows re-cast together when a column holds a cell that is not a plain number
+_CONVERSION_ERROR = re.compile(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to double")
 _NUMBER = r"^[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf|infinity|nan)$"
 
 
@@ -41,10 +43,18 @@ class Plan:
     columns: tuple[ColumnPlan, ...]
     arrow_names: tuple[str, ...]  # names given to every CSV column (unique, positional)
     previous: dict[str, Any] | None  # previous profile's entries, when the distribution is checked
+    # Numeric CSV columns Arrow reads as text, because some cell in them was not a plain number. Arrow converts
+    # numbers while it parses (a third cheaper than text then a cast), so every numeric column starts typed and
+    # switches to text, for the rest of the file, at its first odd cell. Shared by the worker threads.
+    text_columns: set[str] = field(default_factory=set, compare=False)
 
     @property
     def arrow_columns(self) -> list[str]:
         return [c.arrow_name for c in self.columns]
+
+    @property
+    def numeric(self) -> list[ColumnPlan]:
+        return [c for c in self.columns if c.numeric]
 
 
 def column_plan(contract: DatasetContract, name: str, arrow_name: str) -> ColumnPlan:
@@ -160,8 +170,11 @@ def check_segment(plan: Plan, cap: int, segment: Segment) -> Part:
             invalid.append(row.actual_columns)
         return "skip"
 
-    try:
-        table = pcsv.read_csv(
+    def read(as_text: set[str]) -> Any:
+        invalid.clear()
+        types = {c.arrow_name: pa.dictionary(pa.int32(), pa.string()) for c in plan.columns if not c.numeric}
+        types.update({c.arrow_name: pa.string() if c.arrow_name in as_text else pa.float64() for c in plan.numeric})
+        return pcsv.read_csv(
             pa.py_buffer(data),
             read_options=pcsv.ReadOptions(
                 column_names=list(plan.arrow_names), use_threads=False, block_size=max(len(data), 1 << 16) + 1
@@ -169,15 +182,24 @@ def check_segment(plan: Plan, cap: int, segment: Segment) -> Part:
             parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
             convert_options=pcsv.ConvertOptions(
                 include_columns=plan.arrow_columns or [plan.arrow_names[0]],
-                column_types={
-                    c.arrow_name: pa.string() if c.numeric else pa.dictionary(pa.int32(), pa.string())
-                    for c in plan.columns
-                },
+                column_types=types,
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=True,
                 null_values=[""],
             ),
         )
+
+    try:
+        while True:
+            as_text = set(plan.text_columns)
+            try:
+                table = read(as_text)
+                break
+            except pa.ArrowInvalid as error:
+                odd = _odd_number_column(str(error), plan, as_text)
+                if odd is None:
+                    raise
+                plan.text_columns.add(odd)
     except pa.ArrowInvalid as error:
         text = str(error)
         if "UTF8" in text or "UTF-8" in text:
@@ -209,6 +231,15 @@ def check_segment(plan: Plan, cap: int, segment: Segment) -> Part:
     for column in plan.columns:
         check_column(plan, cap, part, column, table.column(column.arrow_name).combine_chunks())
     return part
+
+
+def _odd_number_column(message: str, plan: Plan, as_text: set[str]) -> str | None:
+    """The numeric column (read typed) a conversion error names, which is to be read as text from now on."""
+    found = _CONVERSION_ERROR.search(message)
+    if found is None:
+        return None
+    name = f"c{found.group(1)}"
+    return name if name not in as_text and name in {c.arrow_name for c in plan.numeric} else None
 
 
 def check_batch(plan: Plan, cap: int, batch: Any) -> Part:
