@@ -28,6 +28,7 @@ class Access(StrEnum):
     READ = "read"
     WRITE = "write"
     READ_WRITE = "read_write"
+    TAG = "tag"  # read and replace objects' tags only: neither their content nor new objects
 
 
 class Layer(StrEnum):
@@ -282,8 +283,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             "upload_failed",
             "Gives an upload whose validation crashed or timed out after its retries the error outcome, and alerts",
             (Layer.CORE,),
-            # Tagging needs to read the object's current tags (tag writes replace them all); no other data access.
-            Grants(data_bucket=Access.READ_WRITE, registry_table=Access.READ_WRITE, publish_alerts=True),
+            # Tagging reads the object's current tags first (a tag write replaces them all); nothing else of the data.
+            Grants(data_bucket=Access.TAG, registry_table=Access.READ_WRITE, publish_alerts=True),
         ),
         FunctionSpec(
             "predict",

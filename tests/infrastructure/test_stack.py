@@ -42,6 +42,7 @@ XRAY = {("xray:PutTraceSegments", "*"), ("xray:PutTelemetryRecords", "*")}
 # What each access level means, written out independently of the construct that implements it.
 OBJECT_READ = {"s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:GetObjectVersionTagging"}
 OBJECT_WRITE = {"s3:PutObject", "s3:PutObjectTagging", "s3:PutObjectVersionTagging"}
+OBJECT_TAGS = {"s3:GetObjectTagging", "s3:GetObjectVersionTagging", "s3:PutObjectTagging", "s3:PutObjectVersionTagging"}
 TABLE_ARN = arn("dynamodb", f"table/{NAMES.registry_table}")
 STATE_MACHINE_ARN = arn("states", f"stateMachine:{NAMES.state_machine}")
 EXECUTIONS_ARN = arn("states", f"execution:{NAMES.state_machine}:*")
@@ -103,6 +104,8 @@ def expected_permissions(template: Template, spec: FunctionSpec) -> set[Permissi
             expected |= {(action, f"{bucket_arn(name)}/*") for action in OBJECT_READ}
         if access in (Access.WRITE, Access.READ_WRITE):
             expected |= {(action, f"{bucket_arn(name)}/*") for action in OBJECT_WRITE}
+        if access is Access.TAG:
+            expected |= {(action, f"{bucket_arn(name)}/*") for action in OBJECT_TAGS}
     if grants.registry_table in (Access.READ, Access.READ_WRITE):
         expected |= {("dynamodb:GetItem", TABLE_ARN), ("dynamodb:Query", TABLE_ARN)}
     if grants.registry_table in (Access.WRITE, Access.READ_WRITE):
@@ -279,15 +282,14 @@ def test_alert_topic_key_lets_alarms_and_only_the_publishers_through_sns_use_it(
 
 
 def test_upload_failed_role_is_least_privilege(template: Template) -> None:
-    bucket, objects = bucket_arn(NAMES.data_bucket), f"{bucket_arn(NAMES.data_bucket)}/*"
+    objects = f"{bucket_arn(NAMES.data_bucket)}/*"
     log_group = template.one(
         "AWS::Logs::LogGroup", LogGroupName=f"/aws/lambda/{FUNCTIONS['upload_failed'].physical_name()}"
     )
     assert function_permissions(template, "upload_failed") == XRAY | {
         ("logs:CreateLogStream", "${" + log_group + ".Arn}"),
         ("logs:PutLogEvents", "${" + log_group + ".Arn}"),
-        ("s3:ListBucket", bucket),
-        *((action, objects) for action in OBJECT_READ | OBJECT_WRITE),
+        *((action, objects) for action in OBJECT_TAGS),  # tags only: no upload's content, no new object
         ("dynamodb:GetItem", TABLE_ARN),
         ("dynamodb:Query", TABLE_ARN),
         ("dynamodb:PutItem", TABLE_ARN),

@@ -29,6 +29,7 @@ from infra.declaration import (
 # Exactly the calls loopml_core's adapters (object_store, table, pipeline, notifier) make, per access level.
 OBJECT_READ = ("s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:GetObjectVersionTagging")
 OBJECT_WRITE = ("s3:PutObject", "s3:PutObjectTagging", "s3:PutObjectVersionTagging")
+OBJECT_TAGS = ("s3:GetObjectTagging", "s3:GetObjectVersionTagging", "s3:PutObjectTagging", "s3:PutObjectVersionTagging")
 BUCKET_READ = ("s3:ListBucket",)
 TABLE_READ = ("dynamodb:GetItem", "dynamodb:Query")
 TABLE_WRITE = ("dynamodb:PutItem",)  # TransactWriteItems with Put items is authorised as PutItem
@@ -171,6 +172,8 @@ class Functions(Construct):
             ]
         if access in WRITES:
             statements.append(allow(OBJECT_WRITE, self._arns.objects(bucket_name)))
+        if access is Access.TAG:
+            statements.append(allow(OBJECT_TAGS, self._arns.objects(bucket_name)))
         return statements
 
     def _acknowledge_role_findings(self, role: iam.Role, grants: Grants) -> None:
