@@ -43,6 +43,13 @@ class Context:
 
 
 pass_context = click.make_pass_decorator(Context)
+contract_option = click.option(
+    "--contract",
+    "contract_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Dataset contract, YAML or JSON.",
+)
 
 
 def _print_json(value: Any) -> None:
@@ -120,13 +127,7 @@ def demo() -> None:
 
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--contract",
-    "contract_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="Dataset contract, YAML or JSON.",
-)
+@contract_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report document the quarantine would hold.")
 @click.option("--max-issue-rows", default=20, show_default=True, help="Example rows listed per issue.")
 def validate(file: Path, contract_file: Path, as_json: bool, max_issue_rows: int) -> None:
@@ -257,13 +258,7 @@ def datasets() -> None:
 
 
 @datasets.command("create")
-@click.option(
-    "--contract",
-    "contract_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="Dataset contract, YAML or JSON.",
-)
+@contract_option
 @pass_context
 def datasets_create(ctx: Context, contract_file: Path) -> None:
     """Declare a dataset from its contract (or a new version of its contract).

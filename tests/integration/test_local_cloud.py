@@ -13,11 +13,7 @@ from infra import declaration as decl
 from infra.cli.backend import upload_and_wait
 from infra.demo import data
 from infra.local.api_gateway import ApiGateway
-from infra.local.cloud import LocalCloud
-from loopml_core.adapters.object_store import S3ObjectStore
-from loopml_core.adapters.table import DynamoTable
 from loopml_core.contract import load_contract
-from loopml_core.registry import Registry
 
 pytestmark = pytest.mark.xdist_group("local-cloud")  # moto is process-global: one local cloud per worker at a time
 CONTRACT = load_contract((decl.ROOT / "infra" / "demo" / "churn.yaml").read_text().replace("drift", "upload"))
@@ -36,24 +32,6 @@ def test_moto_internals_the_local_cloud_relies_on():
         "notification_id",
     ]
     assert list(inspect.signature(notifications._invoke_awslambda).parameters)[:2] == ["account_id", "event_body"]
-
-
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory):
-    with LocalCloud(state_dir=tmp_path_factory.mktemp("loopml")) as cloud:
-        yield cloud
-
-
-@pytest.fixture(scope="module")
-def registry(cloud):
-    registry = Registry(DynamoTable(cloud.names.registry_table, cloud.client("dynamodb")), actor="test")
-    registry.declare_dataset(CONTRACT)
-    return registry
-
-
-@pytest.fixture(scope="module")
-def store(cloud):
-    return S3ObjectStore(cloud.client("s3"))
 
 
 @pytest.fixture(scope="module")

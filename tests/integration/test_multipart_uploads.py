@@ -57,12 +57,6 @@ def test_moto_internals_the_multipart_fixes_rely_on() -> None:
 
 
 @pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    with LocalCloud(state_dir=tmp_path_factory.mktemp("loopml")) as cloud:
-        yield cloud
-
-
-@pytest.fixture(scope="module")
 def served(cloud: LocalCloud) -> Iterator[Any]:
     """The local cloud's AWS endpoint as `loopml local up` serves it to the AWS CLI: an S3 client over HTTP."""
     from moto.server import ThreadedMotoServer

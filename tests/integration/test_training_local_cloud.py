@@ -15,37 +15,15 @@ import pytest
 
 from infra import declaration as decl
 from infra.demo import data
-from infra.local.cloud import LocalCloud
 from loopml_core import training
-from loopml_core.adapters.object_store import S3ObjectStore
-from loopml_core.adapters.table import DynamoTable
 from loopml_core.clock import iso
 from loopml_core.contract import load_contract
 from loopml_core.errors import DatasetTooLargeError
 from loopml_core.models import DatasetVersion, ObjectRef, UploadOutcome, UploadStatus
-from loopml_core.registry import Registry
 
 pytestmark = pytest.mark.xdist_group("local-cloud")  # moto is process-global: one local cloud per worker at a time
 CONTRACT = load_contract((decl.ROOT / "infra" / "demo" / "churn.yaml").read_text())
 ROWS = 400
-
-
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory):
-    with LocalCloud(state_dir=tmp_path_factory.mktemp("loopml")) as cloud:
-        yield cloud
-
-
-@pytest.fixture(scope="module")
-def registry(cloud):
-    registry = Registry(DynamoTable(cloud.names.registry_table, cloud.client("dynamodb")), actor="test")
-    registry.declare_dataset(CONTRACT)
-    return registry
-
-
-@pytest.fixture(scope="module")
-def store(cloud):
-    return S3ObjectStore(cloud.client("s3"))
 
 
 def as_parquet(rows: int, seed: int) -> bytes:

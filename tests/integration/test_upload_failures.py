@@ -4,7 +4,6 @@ local cloud, through the declared retries and on-failure destination."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,7 +13,6 @@ from infra.cli.backend import upload_and_wait
 from infra.demo import data
 from infra.local.cloud import Invocation, LocalCloud
 from loopml_core.adapters.object_store import S3ObjectStore
-from loopml_core.adapters.table import DynamoTable
 from loopml_core.contract import load_contract
 from loopml_core.logic.ingest import Ingestor
 from loopml_core.models import UploadStatus
@@ -22,24 +20,6 @@ from loopml_core.registry import UNDECLARED, Registry
 
 pytestmark = pytest.mark.xdist_group("local-cloud")  # moto is process-global: one local cloud per worker at a time
 CONTRACT = load_contract((decl.ROOT / "infra" / "demo" / "churn.yaml").read_text())
-
-
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    with LocalCloud(state_dir=tmp_path_factory.mktemp("loopml")) as cloud:
-        yield cloud
-
-
-@pytest.fixture(scope="module")
-def registry(cloud: LocalCloud) -> Registry:
-    registry = Registry(DynamoTable(cloud.names.registry_table, cloud.client("dynamodb")), actor="test")
-    registry.declare_dataset(CONTRACT)
-    return registry
-
-
-@pytest.fixture(scope="module")
-def store(cloud: LocalCloud) -> S3ObjectStore:
-    return S3ObjectStore(cloud.client("s3"))
 
 
 @pytest.fixture

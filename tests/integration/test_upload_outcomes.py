@@ -16,32 +16,10 @@ from infra import declaration as decl
 from infra.cli.backend import Backend, upload_and_wait
 from infra.cli.main import cli
 from infra.demo import data
-from infra.local.cloud import LocalCloud
-from loopml_core.adapters.object_store import S3ObjectStore
-from loopml_core.adapters.table import DynamoTable
 from loopml_core.contract import load_contract
-from loopml_core.registry import Registry
 
 pytestmark = pytest.mark.xdist_group("local-cloud")  # moto is process-global: one local cloud per worker at a time
 CONTRACT = load_contract((decl.ROOT / "infra" / "demo" / "churn.yaml").read_text().replace("drift", "upload"))
-
-
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory):
-    with LocalCloud(state_dir=tmp_path_factory.mktemp("loopml")) as cloud:
-        yield cloud
-
-
-@pytest.fixture(scope="module")
-def registry(cloud):
-    registry = Registry(DynamoTable(cloud.names.registry_table, cloud.client("dynamodb")), actor="test")
-    registry.declare_dataset(CONTRACT)
-    return registry
-
-
-@pytest.fixture(scope="module")
-def store(cloud):
-    return S3ObjectStore(cloud.client("s3"))
 
 
 def parquet_bytes(records: list[dict[str, object]]) -> bytes:
@@ -64,9 +42,7 @@ def upload(cloud, store, registry, key: str, body: bytes):
         ("mar.parquet", parquet_bytes),
     ],
 )
-def test_compressed_csv_and_parquet_are_versioned_in_their_format_and_trained_on(
-    cloud, store, registry, name, encode
-):
+def test_compressed_csv_and_parquet_are_versioned_in_their_format_and_trained_on(cloud, store, registry, name, encode):
     body = encode(data.customers(400, seed=len(name)))
     outcome, tags = upload(cloud, store, registry, f"incoming/churn/{name}", body)
     assert outcome.status == "accepted" and outcome.rows == 400

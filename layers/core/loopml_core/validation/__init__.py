@@ -49,7 +49,7 @@ from loopml_core.validation.report import (
     Issue,
     Validated,
     ValidationReport,
-    file_issue,
+    overall_issue,
     report_document,
     shorten,
 )
@@ -139,7 +139,7 @@ def _validate(
     except Unreadable as error:
         run.fatal = error.issue
     except FormatError as error:
-        run.fatal = file_issue("format", str(error))
+        run.fatal = overall_issue("format", str(error))
     return run.finish(time.perf_counter() - started)
 
 

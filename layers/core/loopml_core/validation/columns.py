@@ -11,7 +11,7 @@ import numpy as np
 
 from loopml_core.contract import DatasetContract, FeatureType, Task
 from loopml_core.validation.csv_text import NEWLINE, NOT_UTF8, Segment, record_layout
-from loopml_core.validation.report import MAX_VALUE_CHARS, Issue, file_issue, shorten
+from loopml_core.validation.report import MAX_VALUE_CHARS, Issue, overall_issue, shorten
 
 DISTINCT_TRACKED = 1_000  # distinct offending values counted per issue, for "and N more distinct"
 _ODD_CELL_SLICE = 4_096  # rows re-cast together when a column holds a cell that is not a plain number
@@ -161,7 +161,7 @@ def check_segment(plan: Plan, cap: int, segment: Segment) -> Part:
     octets = np.frombuffer(segment.data, dtype=np.uint8, count=segment.end)
     part = Part(expected_fields=len(plan.arrow_names), newlines=int(np.count_nonzero(octets == NEWLINE)))
     if segment.data.find(b"\x00", 0, segment.end) >= 0:
-        part.fatal = file_issue("parse", "not a CSV text file: it contains NUL bytes")
+        part.fatal = overall_issue("parse", "not a CSV text file: it contains NUL bytes")
         return part
     invalid: list[int] = []
 
@@ -206,10 +206,10 @@ def check_segment(plan: Plan, cap: int, segment: Segment) -> Part:
             try:
                 str(data, "utf-8")
             except UnicodeDecodeError as decoding:
-                part.fatal = file_issue("parse", NOT_UTF8)  # the line is placed when merged in file order
+                part.fatal = overall_issue("parse", NOT_UTF8)  # the line is placed when merged in file order
                 part.fatal_line = bytes(data[: decoding.start]).count(b"\n")
                 return part
-        part.fatal = file_issue("parse", f"not readable as CSV: {arrow_message(error)}")
+        part.fatal = overall_issue("parse", f"not readable as CSV: {arrow_message(error)}")
         return part
 
     if invalid:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from loopml_core.validation.report import Issue, file_issue
+from loopml_core.validation.report import Issue, overall_issue
 
 # CSV bytes parsed per task. Measured on 2 M rows x 21 columns (best of 3, 2 cores): 1 MB 0.94 s / 162 MB peak RSS,
 # 2 MB 0.81 s / 179 MB, 3 MB 0.78 s / 198 MB, 4 MB 0.76 s / 221 MB, 8 MB 0.83 s / 298 MB. Small segments stay in cache
@@ -28,7 +28,7 @@ class Unreadable(Exception):
 
 
 def parse_error(message: str) -> Unreadable:
-    return Unreadable(file_issue("parse", message))
+    return Unreadable(overall_issue("parse", message))
 
 
 @dataclass(frozen=True)

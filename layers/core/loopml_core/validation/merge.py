@@ -33,7 +33,7 @@ from loopml_core.validation.report import (
     Issue,
     Validated,
     ValidationReport,
-    file_issue,
+    overall_issue,
     plural,
     shorten,
 )
@@ -111,16 +111,8 @@ class Run:
             number = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
             if (numeric and not (number or text)) or (not numeric and not (text or pa.types.is_integer(kind))):
                 wanted = "numbers (int or float)" if numeric else "text (string) or integer labels"
-                self.schema_issues.append(
-                    Issue(
-                        check="schema",
-                        column=name,
-                        rows=[],
-                        lines=[],
-                        row_count=0,
-                        message=f"column '{name}' has Parquet type {kind}, but the contract needs {wanted}",
-                    )
-                )
+                message = f"column '{name}' has Parquet type {kind}, but the contract needs {wanted}"
+                self.schema_issues.append(overall_issue("schema", message, column=name))
                 continue
             usable[name] = name
         self._plan_columns(usable)
@@ -273,7 +265,7 @@ class Run:
             f"{plural(merged.count, 'row')} without the header's {self.expected_fields} fields ({parts}); {example}"
             "A comma inside a value must be quoted"
         )
-        return file_issue("parse", message, merged.rows, merged.lines, merged.count)
+        return overall_issue("parse", message, rows=merged.rows, lines=merged.lines, count=merged.count)
 
     def _issue(self, check: Check, column: str, message: str, merged: Merged) -> Issue:
         return Issue(
@@ -312,7 +304,7 @@ class Run:
     def _quality_issues(self) -> Iterator[Issue]:
         quality = self.contract.quality
         if self.rows < quality.min_rows:
-            yield file_issue(
+            yield overall_issue(
                 "quality", f"{plural(self.rows, 'data row')}, fewer than quality.min_rows {quality.min_rows}"
             )
         target = self.contract.target
@@ -320,23 +312,11 @@ class Run:
             classes = self.labels.get(target, {})
             if len(classes) == 1:
                 (only,) = classes
-                yield Issue(
-                    check="quality",
-                    column=target,
-                    rows=[],
-                    lines=[],
-                    row_count=0,
-                    message=f"the target has a single class ({shorten(only, 60)!r}); a classifier needs at least two",
-                )
+                message = f"the target has a single class ({shorten(only, 60)!r}); a classifier needs at least two"
+                yield overall_issue("quality", message, column=target)
             elif len(classes) >= MAX_CLASSES:
-                yield Issue(
-                    check="quality",
-                    column=target,
-                    rows=[],
-                    lines=[],
-                    row_count=0,
-                    message=f"the target has more than {MAX_CLASSES:,} distinct classes; is the task regression?",
-                )
+                message = f"the target has more than {MAX_CLASSES:,} distinct classes; is the task regression?"
+                yield overall_issue("quality", message, column=target)
 
     def _distribution_issues(self) -> Iterator[Issue]:
         max_psi = self.contract.quality.max_psi
@@ -348,15 +328,8 @@ class Run:
                 continue
             psi = drift.population_stability_index(drift.bucket_fractions(entry), counts / self.rows)
             if psi > max_psi:
-                yield Issue(
-                    check="distribution",
-                    column=name,
-                    rows=[],
-                    lines=[],
-                    row_count=0,
-                    message=f"distribution shifted from the previous version: PSI {psi:.3f} > quality.max_psi "
-                    f"{max_psi:g}",
-                )
+                message = f"distribution shifted from the previous version: PSI {psi:.3f} > quality.max_psi {max_psi:g}"
+                yield overall_issue("distribution", message, column=name)
 
     def _profile(self) -> dict[str, Any]:
         columns: dict[str, Any] = {}
@@ -389,7 +362,7 @@ def schema_issues(contract: DatasetContract, header: list[str]) -> list[Issue]:
     issues: list[Issue] = []
 
     def add(column: str | None, message: str) -> None:
-        issues.append(Issue(check="schema", column=column, rows=[], lines=[], row_count=0, message=message))
+        issues.append(overall_issue("schema", message, column=column))
 
     positions = first_positions(header)
     where: dict[str, list[int]] = {}

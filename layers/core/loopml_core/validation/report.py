@@ -84,10 +84,17 @@ class Validated:
     seconds: float
 
 
-def file_issue(
-    check: Check, message: str, rows: Sequence[int] = (), lines: Sequence[int] = (), count: int = 0
+def overall_issue(
+    check: Check,
+    message: str,
+    *,
+    column: str | None = None,
+    rows: Sequence[int] = (),
+    lines: Sequence[int] = (),
+    count: int = 0,
 ) -> Issue:
-    return Issue(check=check, column=None, rows=list(rows), lines=list(lines), row_count=count, message=message)
+    """An issue about the whole file, or (with `column`) a whole column: no rows unless it lists records."""
+    return Issue(check=check, column=column, rows=list(rows), lines=list(lines), row_count=count, message=message)
 
 
 def plural(count: int, noun: str) -> str:
