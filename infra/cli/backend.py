@@ -8,6 +8,7 @@ import ssl
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -97,12 +98,17 @@ class Backend:
     def pipeline(self) -> StepFunctionsRunner:
         return StepFunctionsRunner(self.names.state_machine_arn(), self.client("stepfunctions"))
 
-    def upload_file(self, path: Path, key: str) -> StoredObject:
-        """Upload a file to the data bucket as `aws s3 cp` does (in parts above 8 MB), streaming it from disk."""
+    def upload_file(self, path: Path, key: str, on_progress: Callable[[int], None] | None = None) -> StoredObject:
+        """Upload a file to the data bucket as `aws s3 cp` does (in parts above 8 MB), streaming it from disk.
+
+        `on_progress(bytes)` is called as parts go up, with the bytes sent since the last call.
+        """
         marker = uuid.uuid4().hex
         bucket = self.names.data_bucket
         client = self.store.client
-        client.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": {UPLOAD_MARKER: marker}})
+        client.upload_file(
+            str(path), bucket, key, ExtraArgs={"Metadata": {UPLOAD_MARKER: marker}}, Callback=on_progress
+        )
         # The managed transfer does not return the version it made; the marker finds it even if others upload too.
         head = client.head_object(Bucket=bucket, Key=key)
         if head.get("Metadata", {}).get(UPLOAD_MARKER) != marker:
@@ -199,13 +205,12 @@ def upload_and_wait(store: S3ObjectStore, bucket: str, key: str, body: bytes, ti
     raise BackendError(f"no validation outcome for s3://{bucket}/{key} after {timeout:.0f}s; is the trigger deployed?")
 
 
-def upload_file_and_wait(backend: Backend, path: Path, key: str, timeout: float = 120) -> UploadOutcome:
-    """Upload a file to `incoming/` and wait for the outcome validation records for that object version."""
+def wait_for_outcome(backend: Backend, stored: StoredObject, timeout: float = 120) -> UploadOutcome:
+    """Wait for the outcome validation records for an uploaded object version under `incoming/`."""
     import time
 
-    stored = backend.upload_file(path, key)
-    dataset = dataset_of(key) or UNDECLARED
-    source_id = f"{key}@{stored.version_id}"
+    dataset = dataset_of(stored.key) or UNDECLARED
+    source_id = f"{stored.key}@{stored.version_id}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         outcome = backend.registry.upload(dataset, source_id)

@@ -363,11 +363,19 @@ def upload(ctx: Context, file: Path, dataset: str, wait: bool, timeout: float | 
         stored = backend.upload_file(file, key)
         console.print(f"uploaded {stored.uri} (version {stored.version_id})")
         return
-    from infra.cli.backend import upload_file_and_wait
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    limit = timeout if timeout is not None else 120 + file.stat().st_size / 20e6  # validation streams ≥ 20 MB/s
-    with progress.status(f"uploading {file.name} and waiting for validation…"):
-        outcome = upload_file_and_wait(backend, file, key, timeout=limit)
+    from infra.cli.backend import wait_for_outcome
+
+    size = file.stat().st_size
+    with Progress(
+        f"uploading {file.name}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=progress, transient=True
+    ) as bar:
+        task = bar.add_task("upload", total=size)
+        stored = backend.upload_file(file, key, on_progress=lambda sent: bar.advance(task, sent))
+    limit = timeout if timeout is not None else 120 + size / 20e6  # validation streams well over 20 MB/s
+    with progress.status(f"validating {stored.uri} (version {stored.version_id[:12]})…"):
+        outcome = wait_for_outcome(backend, stored, timeout=limit)
     where = f"{dataset} v{outcome.dataset_version}"
     if outcome.status == "accepted":
         run = (

@@ -302,7 +302,7 @@ class Registry:
         return UploadOutcome(**_doc(item)) if item is not None else None
 
     def uploads(self, dataset: str) -> list[UploadOutcome]:
-        """Every upload's outcome for a dataset (`_undeclared` for keys that name none), oldest key first."""
+        """Every upload's outcome for a dataset (`_undeclared` for keys that name none), in key order."""
         return [UploadOutcome(**_doc(i)) for i in self.table.query(_dataset_pk(dataset), "UPLOAD#")]
 
     def dataset_version(self, name: str, version: int) -> DatasetVersion:
