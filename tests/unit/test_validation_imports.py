@@ -40,15 +40,16 @@ SCRIPT = textwrap.dedent(
     rows = [(i % 90, "ab"[i % 2], ["no", "yes"][i % 3 == 0]) for i in range(500)]
     text = ("age,plan,y\\n" + "".join(f"{a},{p},{y}\\n" for a, p, y in rows)).encode()
     sink = io.BytesIO()
-    pq.write_table(pa.table({"age": [r[0] for r in rows], "plan": [r[1] for r in rows], "y": [r[2] for r in rows]}), sink)
+    columns = {"age": [r[0] for r in rows], "plan": [r[1] for r in rows], "y": [r[2] for r in rows]}
+    pq.write_table(pa.table(columns), sink)
     bad = text.replace(b"\\n3,b,", b"\\nx,b,", 1)
 
     store, registry = InMemoryObjectStore(), Registry(InMemoryTable())
     registry.declare_dataset(contract)
     ingestor = Ingestor(store, registry, InMemoryPipelineRunner("arn:aws:states:us-east-1:1:stateMachine:p"))
     outcomes = []
-    for name, body in [("a.csv", text), ("b.csv.gz", gzip.compress(text + b"1,a,no\\n")), ("c.parquet", sink.getvalue()),
-                       ("d.csv", bad)]:
+    uploads = [("a.csv", text), ("b.csv.gz", gzip.compress(text + b"1,a,no\\n")), ("c.parquet", sink.getvalue())]
+    for name, body in [*uploads, ("d.csv", bad)]:
         stored = store.put("bucket", f"incoming/churn/{name}", body)
         outcomes.append(str(ingestor.ingest(Upload("bucket", stored.key, stored.version_id)).status))
     print(outcomes, "pandas" in sys.modules)
