@@ -263,45 +263,52 @@ def check_column(plan: Plan, cap: int, part: Part, column: ColumnPlan, array: An
     part.nulls[column.name] = hits_of(null, cap)
 
 
-def parse_numbers(array: Any) -> tuple[Any, np.ndarray, np.ndarray | None]:
-    """A column as float64 (Arrow), its null mask, and the mask of cells that are not numbers (None: there are none).
+def parse_numbers(array: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """A column's values as float64 (NaN where null or not a number), its null mask, and the mask of cells that are
+    not numbers (None: there are none).
 
     Text is cast whole first, which succeeds for a clean column; only a column with some odd cell is stripped and
-    told apart cell by cell. Parquet numbers need no parsing.
+    told apart cell by cell. Parquet numbers need no parsing. No Arrow scalar is built: making one from a Python
+    value imports pandas where it is installed (130 ms, 40 MB), and the validation layer has none.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or pa.types.is_decimal(array.type):
         numbers = pc.cast(array, pa.float64())
-        return numbers, ~valid_mask(numbers), None
+        return float_values(numbers), ~valid_mask(numbers), None
     if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
         null = ~valid_mask(array)  # booleans, dates...: nothing in them is a number the contract means
-        return pa.nulls(len(array), pa.float64()), null, ~null
+        return np.full(len(array), np.nan), null, ~null
     try:
         numbers = pc.cast(array, pa.float64())
-        return numbers, ~valid_mask(numbers), None
+        return float_values(numbers), ~valid_mask(numbers), None
     except pa.ArrowInvalid:
         pass
     # Some cell is not a plain number. Odd cells are few, so slices that cast cleanly keep the fast path and only
     # the slices holding one are stripped and told apart cell by cell.
-    parts: list[tuple[Any, np.ndarray, np.ndarray]] = []
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for start in range(0, len(array), _ODD_CELL_SLICE):
         piece = array.slice(start, _ODD_CELL_SLICE)
         try:
             numbers = pc.cast(piece, pa.float64())
-            parts.append((numbers, ~valid_mask(numbers), np.zeros(len(piece), dtype=bool)))
+            parts.append((float_values(numbers), ~valid_mask(numbers), np.zeros(len(piece), dtype=bool)))
             continue
         except pa.ArrowInvalid:
             pass
         trimmed = pc.utf8_trim_whitespace(piece)
-        blank = pc.or_kleene(pc.is_null(trimmed), pc.equal(trimmed, ""))
-        number_like = pc.and_kleene(pc.invert(blank), pc.match_substring_regex(trimmed, _NUMBER, ignore_case=True))
-        numbers = pc.cast(pc.if_else(number_like, trimmed, pa.scalar(None, pa.string())), pa.float64())
-        null = bool_mask(blank)
-        parts.append((numbers, null, ~bool_mask(number_like) & ~null))
+        lengths = pc.utf8_length(trimmed)
+        blank = ~valid_mask(trimmed) | (
+            np.frombuffer(lengths.buffers()[1], np.int32, len(lengths), lengths.offset * 4) == 0
+        )
+        number_like = bool_mask(pc.match_substring_regex(trimmed, _NUMBER, ignore_case=True)) & ~blank
+        values = np.full(len(piece), np.nan)
+        if number_like.any():
+            cells = trimmed.take(arrow_indices(np.flatnonzero(number_like)))
+            values[number_like] = float_values(pc.cast(cells, pa.float64()))
+        parts.append((values, blank, ~number_like & ~blank))
     return (
-        pa.concat_arrays([p[0] for p in parts]),
+        np.concatenate([p[0] for p in parts]),
         np.concatenate([p[1] for p in parts]),
         np.concatenate([p[2] for p in parts]),
     )
@@ -313,11 +320,10 @@ def check_numbers(cap: int, part: Part, column: ColumnPlan, array: Any) -> tuple
 
     if pa.types.is_dictionary(array.type):
         array = array.cast(pa.string())
-    numbers, null, not_number = parse_numbers(array)
-    values = float_values(numbers)
+    values, null, not_number = parse_numbers(array)
 
     def shown(rows: np.ndarray) -> list[str]:
-        return distinct_values(array.take(pa.array(rows)).to_pylist())
+        return distinct_values(array.take(arrow_indices(rows)).to_pylist())
 
     if not_number is not None and not_number.any():
         part.findings[column.name, "not_number"] = hits_of(not_number, cap, shown)
@@ -347,17 +353,25 @@ def check_numbers(cap: int, part: Part, column: ColumnPlan, array: Any) -> tuple
     return null, values
 
 
+def arrow_indices(rows: np.ndarray) -> Any:
+    """Row positions as an Arrow int64 array over the same memory (`pa.array` would import pandas to convert)."""
+    import pyarrow as pa
+
+    positions = np.ascontiguousarray(rows, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(positions), [None, pa.py_buffer(positions)])
+
+
 def float_values(array: Any) -> np.ndarray:
-    """A float64 Arrow array as a read-only numpy view of its buffer, with NaN for nulls.
+    """A float64 Arrow array as numpy, with NaN for nulls: a read-only view of its buffer when it has no nulls.
 
     Read from the data buffer directly: `Array.to_numpy` with nulls goes through pyarrow's pandas bridge, which
-    imports pandas (130 ms, 40 MB) where it is installed.
+    imports pandas where it is installed.
     """
-    import pyarrow.compute as pc
-
+    values = np.frombuffer(array.buffers()[1], dtype=np.float64, count=len(array), offset=array.offset * 8)
     if array.null_count:
-        array = pc.fill_null(array, np.nan)
-    return np.frombuffer(array.buffers()[1], dtype=np.float64, count=len(array), offset=array.offset * 8)
+        values = values.copy()
+        values[~valid_mask(array)] = np.nan
+    return values
 
 
 def bool_mask(array: Any) -> np.ndarray:
@@ -392,10 +406,12 @@ def check_labels(cap: int, part: Part, column: ColumnPlan, array: Any) -> tuple[
             array = pc.cast(array, pa.string())  # e.g. an int-typed Parquet target: 0/1 labels read as "0"/"1"
         array = pc.dictionary_encode(array)
     words = [str(w).strip() for w in array.dictionary.to_pylist()]
-    indices = pc.fill_null(array.indices, -1) if array.indices.null_count else array.indices
+    indices = array.indices
     width = indices.type.bit_width  # dictionary indices are signed integers
     codes = np.frombuffer(indices.buffers()[1], np.dtype(f"int{width}"), len(indices), indices.offset * width // 8)
     codes = codes.astype(np.int64)
+    if indices.null_count:
+        codes[~valid_mask(indices)] = -1
     # One slot per dictionary word plus a last one for null, which code -1 reaches by numpy's negative indexing.
     blank = np.array([w == "" for w in words] + [True])
     allowed = np.array([(w in column.allowed) if column.allowed is not None else w != "" for w in words] + [False])
