@@ -11,10 +11,10 @@ import numpy as np
 
 from loopml_core.validation.report import Issue, overall_issue
 
-# CSV bytes parsed per task. Measured on 2 M rows x 21 columns (best of 3, 2 cores): 1 MB 0.94 s / 162 MB peak RSS,
-# 2 MB 0.81 s / 179 MB, 3 MB 0.78 s / 198 MB, 4 MB 0.76 s / 221 MB, 8 MB 0.83 s / 298 MB. Small segments stay in cache
-# and keep both cores busy; 3 MB is near the fastest with room under the 300 MB goal.
-SEGMENT_BYTES = 3 << 20
+# CSV bytes parsed per task. Measured on 2 M rows x 21 columns (best of 3, 2 cores, validation alone): 2 MB 0.82 s /
+# 148 MB peak RSS, 3 MB 0.78 s / 164 MB, 4 MB 0.74 s / 178 MB, 6 MB 0.75 s / 223 MB (8 MB was slower still, near
+# 300 MB). Segments this size stay in cache and keep both cores busy.
+SEGMENT_BYTES = 4 << 20
 MAX_RECORD_BYTES = 64 << 20  # a single record (a quoted field) longer than this makes the file unreadable
 NEWLINE, QUOTE, COMMA, SPACE = ord("\n"), ord('"'), ord(","), ord(" ")
 NOT_UTF8 = "not UTF-8 text: line {line} has bytes that are not valid UTF-8; save the file as UTF-8 CSV"
