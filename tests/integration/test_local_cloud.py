@@ -74,38 +74,10 @@ def test_a_clean_upload_is_versioned_and_trains_a_champion(trained, registry, cl
     assert store.get(trained.artifact.bucket, trained.artifact.key, trained.artifact.version_id)[:4] != b""
 
 
-def test_a_redelivered_upload_event_registers_nothing_new(trained, cloud, registry):
+def test_a_redelivered_upload_event_registers_nothing_new(trained, cloud, registry, s3_event):
     executions_before = cloud.pipeline_executions()
     version = registry.dataset_version("churn", 1)
-    event = {
-        "Records": [
-            {
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": "us-east-1",
-                "eventTime": "2026-01-01T00:00:00.000Z",
-                "eventName": "ObjectCreated:Put",
-                "userIdentity": {"principalId": "AWS:X"},
-                "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-                "responseElements": {"x-amz-request-id": "A", "x-amz-id-2": "B"},
-                "s3": {
-                    "s3SchemaVersion": "1.0",
-                    "configurationId": "c",
-                    "bucket": {
-                        "name": cloud.names.data_bucket,
-                        "ownerIdentity": {"principalId": "X"},
-                        "arn": f"arn:aws:s3:::{cloud.names.data_bucket}",
-                    },
-                    "object": {
-                        "key": version.source_key,
-                        "size": 1,
-                        "eTag": "e",
-                        "versionId": json.loads(json.dumps(_source_version(cloud, version.source_key))),
-                    },
-                },
-            }
-        ]
-    }
+    event = s3_event(version.source_key, _source_version(cloud, version.source_key))
     audit_before = len(registry.audit_records())
     outcome = cloud.invoke("validate_upload", event)["outcomes"][0]
     # The first outcome stands: the same object version is the same upload, not a second one.

@@ -4,6 +4,7 @@ local cloud, through the declared retries and on-failure destination."""
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -113,7 +114,7 @@ def test_a_crashed_upload_outside_any_dataset_is_recorded_as_undeclared(
 
 @pytest.mark.usefixtures("crashing_validation")
 def test_a_redelivered_failure_record_changes_nothing(
-    cloud: LocalCloud, registry: Registry, store: S3ObjectStore
+    cloud: LocalCloud, registry: Registry, store: S3ObjectStore, s3_event: Callable[..., dict[str, Any]]
 ) -> None:
     # Given an upload that already has the error outcome
     key = "incoming/churn/again.csv"
@@ -132,7 +133,7 @@ def test_a_redelivered_failure_record_changes_nothing(
             "condition": "RetriesExhausted",
             "approximateInvokeCount": 3,
         },
-        "requestPayload": s3_event(cloud, outcome.source_key, outcome.source_version_id),
+        "requestPayload": s3_event(outcome.source_key, outcome.source_version_id),
         "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
         "responsePayload": {"errorMessage": "disk full", "errorType": "RuntimeError"},
     }
@@ -151,27 +152,3 @@ def test_a_redelivered_failure_record_changes_nothing(
     assert [o for o in registry.uploads("churn") if o.source_key == outcome.source_key] == [outcome]
     assert registry.audit_records() == audit_before
     assert cloud.alerts() == []
-
-
-def s3_event(cloud: LocalCloud, key: str, version_id: str | None) -> dict[str, Any]:
-    bucket = cloud.names.data_bucket
-    return {
-        "Records": [
-            {
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": "us-east-1",
-                "eventTime": "2026-01-01T00:00:00.000Z",
-                "eventName": "ObjectCreated:Put",
-                "userIdentity": {"principalId": "AWS:X"},
-                "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-                "responseElements": {"x-amz-request-id": "A", "x-amz-id-2": "B"},
-                "s3": {
-                    "s3SchemaVersion": "1.0",
-                    "configurationId": "c",
-                    "bucket": {"name": bucket, "ownerIdentity": {"principalId": "X"}, "arn": f"arn:aws:s3:::{bucket}"},
-                    "object": {"key": key, "size": 1, "eTag": "e", "versionId": version_id, "sequencer": "1"},
-                },
-            }
-        ]
-    }
