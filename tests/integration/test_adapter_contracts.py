@@ -48,6 +48,36 @@ def test_store_copy_leaves_the_source(store):
     assert store.get(BUCKET, copied.key, copied.version_id) == b"data"
 
 
+def test_store_streams_an_object_version_in_pieces(store):
+    body = bytes(range(256)) * 40_000  # 10 MB
+    first = store.put(BUCKET, "incoming/big.csv", body)
+    store.put(BUCKET, "incoming/big.csv", b"newer")
+    assert store.size(BUCKET, "incoming/big.csv", first.version_id) == len(body)
+    pieces = []
+    with store.open(BUCKET, "incoming/big.csv", first.version_id) as stream:
+        while piece := stream.read(1 << 20):
+            assert len(piece) <= 1 << 20
+            pieces.append(piece)
+    assert b"".join(pieces) == body
+    with pytest.raises(NotFoundError):
+        store.size(BUCKET, "incoming/none.csv")
+
+
+def test_store_reads_byte_ranges_of_an_object_version(store):
+    body = bytes(range(256)) * 40_000
+    first = store.put(BUCKET, "incoming/t.parquet", body)
+    store.put(BUCKET, "incoming/t.parquet", b"newer")
+    with store.open_random_access(BUCKET, "incoming/t.parquet", first.version_id) as handle:
+        handle.seek(-8, 2)
+        assert handle.read(8) == body[-8:]
+        assert handle.read(8) == b""
+        handle.seek(3_000_001)
+        assert handle.read(5) == body[3_000_001:3_000_006]
+        assert handle.tell() == 3_000_006
+        handle.seek(0)
+        assert handle.read(4) == body[:4]
+
+
 def test_store_lists_in_key_order_after_a_cursor(store):
     for key in ["p/3", "p/1", "p/2", "q/1"]:
         store.put(BUCKET, key, b"x")

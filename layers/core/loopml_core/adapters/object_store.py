@@ -187,7 +187,9 @@ class _Body(io.RawIOBase):
         super().close()
 
 
-RANGE_READ_BYTES = 8 << 20  # one ranged GET fetches at least this much: few requests, bounded memory
+# A ranged GET fetches at least this much. Parquet reads its footer in small pieces (one request serves them) and each
+# column chunk in one read, often about a megabyte: a larger minimum would fetch bytes that are never used.
+RANGE_READ_BYTES = 1 << 20
 
 
 class _RangeReader(io.RawIOBase):
