@@ -8,23 +8,30 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from infra.cli.errors import BackendError
 from loopml_core.contract import load_contract
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from infra.cli.backend import Backend
 from loopml_core.errors import LoopMLError
-from loopml_core.logic.runs import start_training
 
-console = Console()  # resolves sys.stdout at each write, so click's test runner captures it
-progress = Console(stderr=True)  # spinners and progress, kept out of what a pipe or --json reads
+
+@cache
+def terminal(*, stderr: bool = False) -> Console:
+    """The rich console, made on first use: `loopml validate --json` never prints through one, and rich takes 20 ms
+    to import. It resolves sys.stdout at each write, so click's test runner captures it. On stderr go spinners and
+    progress bars, kept out of what a pipe or --json reads."""
+    from rich.console import Console
+
+    return Console(stderr=stderr)
 
 
 class Context:
@@ -57,10 +64,12 @@ def _print_json(value: Any) -> None:
 
 
 def _table(columns: list[str], rows: list[list[Any]], title: str | None = None) -> None:
+    from rich.table import Table
+
     table = Table(*columns, title=title, title_justify="left")
     for row in rows:
         table.add_row(*[str(cell) for cell in row])
-    console.print(table)
+    terminal().print(table)
 
 
 class LoopMLGroup(click.Group):
@@ -153,7 +162,7 @@ def validate(file: Path, contract_file: Path, as_json: bool, max_issue_rows: int
         from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
         columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-        with Progress(f"validating {file.name}", *columns, console=progress, transient=True) as bar:
+        with Progress(f"validating {file.name}", *columns, console=terminal(stderr=True), transient=True) as bar:
             task = bar.add_task("validate", total=source.size)
             validated = validate_file(
                 contract,
@@ -170,11 +179,11 @@ def validate(file: Path, contract_file: Path, as_json: bool, max_issue_rows: int
         raise SystemExit(0 if report.ok else 1)
     rate = f"{report.rows / validated.seconds:,.0f} rows/s" if validated.seconds else ""
     if report.ok:
-        console.print(f"[green]valid[/]: {report.rows:,} rows, {report.format}, {validated.seconds:.2f}s ({rate})")
-        console.print(f"sha256 {report.sha256}")
+        terminal().print(f"[green]valid[/]: {report.rows:,} rows, {report.format}, {validated.seconds:.2f}s ({rate})")
+        terminal().print(f"sha256 {report.sha256}")
         return
     noun = "issue" if len(report.issues) == 1 else "issues"
-    console.print(f"[red]invalid[/]: {len(report.issues)} {noun} in {report.rows:,} rows ({validated.seconds:.2f}s)")
+    terminal().print(f"[red]invalid[/]: {len(report.issues)} {noun} in {report.rows:,} rows ({validated.seconds:.2f}s)")
     _issue_table(report.model_dump(mode="json")["issues"])
     raise SystemExit(1)
 
@@ -226,7 +235,7 @@ def local_up(port: int, api_port: int, plain_http: bool, drift_every: float | No
     """
     from infra.local.server import serve
 
-    serve(port=port, api_port=api_port, tls=not plain_http, drift_every=drift_every, console=console)
+    serve(port=port, api_port=api_port, tls=not plain_http, drift_every=drift_every, console=terminal())
 
 
 @local.command("info")
@@ -280,7 +289,7 @@ def datasets_create(ctx: Context, contract_file: Path) -> None:
         "application/json",
     )
     verb = "declared" if changed else "unchanged"
-    console.print(
+    terminal().print(
         f"dataset [bold]{contract.name}[/] {verb}: contract v{dataset.contract_version}; upload to "
         f"s3://{backend.names.data_bucket}/incoming/{contract.name}/<file> (.csv, .csv.gz or .parquet)"
     )
@@ -361,7 +370,7 @@ def upload(ctx: Context, file: Path, dataset: str, wait: bool, timeout: float | 
     key = f"incoming/{dataset}/{file.name}"
     if not wait:
         stored = backend.upload_file(file, key)
-        console.print(f"uploaded {stored.uri} (version {stored.version_id})")
+        terminal().print(f"uploaded {stored.uri} (version {stored.version_id})")
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
@@ -369,27 +378,32 @@ def upload(ctx: Context, file: Path, dataset: str, wait: bool, timeout: float | 
 
     size = file.stat().st_size
     with Progress(
-        f"uploading {file.name}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=progress, transient=True
+        f"uploading {file.name}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=terminal(stderr=True),
+        transient=True,
     ) as bar:
         task = bar.add_task("upload", total=size)
         stored = backend.upload_file(file, key, on_progress=lambda sent: bar.advance(task, sent))
     limit = timeout if timeout is not None else 120 + size / 20e6  # validation streams well over 20 MB/s
-    with progress.status(f"validating {stored.uri} (version {stored.version_id[:12]})…"):
+    with terminal(stderr=True).status(f"validating {stored.uri} (version {stored.version_id[:12]})…"):
         outcome = wait_for_outcome(backend, stored, timeout=limit)
     where = f"{dataset} v{outcome.dataset_version}"
     if outcome.status == "accepted":
         run = (
             f"; training run {outcome.execution} started" if outcome.execution else "; no training (retrain_on: drift)"
         )
-        console.print(f"[green]accepted[/]: {where}, {outcome.rows:,} rows, {outcome.format}{run}")
+        terminal().print(f"[green]accepted[/]: {where}, {outcome.rows:,} rows, {outcome.format}{run}")
         return
     if outcome.status == "duplicate":
-        console.print(f"[yellow]duplicate[/] of {where}: {outcome.summary}")
+        terminal().print(f"[yellow]duplicate[/] of {where}: {outcome.summary}")
         return
     if outcome.status == "error":
-        console.print(f"[red]error[/]: {outcome.summary}")
+        terminal().print(f"[red]error[/]: {outcome.summary}")
         raise SystemExit(1)
-    console.print(f"[red]quarantined[/]: {outcome.quarantined}\nreport: {outcome.report}")
+    terminal().print(f"[red]quarantined[/]: {outcome.quarantined}\nreport: {outcome.report}")
     if outcome.report:
         bucket, report_key = outcome.report.removeprefix("s3://").split("/", 1)
         _issue_table(json.loads(backend.store.get(bucket, report_key))["issues"])
@@ -470,6 +484,8 @@ def pipeline_start(ctx: Context, model: str, dataset_version: int | None) -> Non
         if latest is None:
             raise BackendError(f"dataset '{model}' has no versions yet; upload data first")
         dataset_version = latest.version
+    from loopml_core.logic.runs import start_training
+
     decision = start_training(
         backend.pipeline,
         model=model,
@@ -479,7 +495,7 @@ def pipeline_start(ctx: Context, model: str, dataset_version: int | None) -> Non
         skip_if_running=True,
     )
     name = decision.execution.name if decision.execution else "-"
-    console.print(f"{'started' if decision.started else 'not started'}: {name} ({decision.reason})")
+    terminal().print(f"{'started' if decision.started else 'not started'}: {name} ({decision.reason})")
 
 
 # -- models ------------------------------------------------------------------------------------------------------
@@ -557,7 +573,7 @@ def models_rollback(ctx: Context, name: str, version: int) -> None:
       loopml models rollback churn --to 1
     """
     champion = ctx.backend.registry.set_champion(name, version, reason="rollback from the CLI")
-    console.print(f"champion of {name} is now v{champion.version}")
+    terminal().print(f"champion of {name} is now v{champion.version}")
 
 
 @cli.command()
@@ -645,7 +661,7 @@ def drift_check(ctx: Context, name: str) -> None:
         },
     )
     for check in reply["checks"]:
-        console.print(f"{check['model']}: [bold]{check['status']}[/] on {check['rows']} rows {check['action']}")
+        terminal().print(f"{check['model']}: [bold]{check['status']}[/] on {check['rows']} rows {check['action']}")
         if check["per_feature"]:
             _table(["feature", "PSI"], [[k, f"{v:.3f}"] for k, v in check["per_feature"].items()])
 
@@ -679,11 +695,11 @@ def audit_verify(ctx: Context) -> None:
     """
     verification = ctx.backend.registry.verify_audit()
     if verification.ok:
-        console.print(f"[green]audit trail intact[/]: {verification.checked} records")
+        terminal().print(f"[green]audit trail intact[/]: {verification.checked} records")
         return
-    console.print(f"[red]audit trail BROKEN[/] ({verification.checked} records checked):")
+    terminal().print(f"[red]audit trail BROKEN[/] ({verification.checked} records checked):")
     for problem in verification.problems:
-        console.print(f"  - {problem}")
+        terminal().print(f"  - {problem}")
     raise SystemExit(1)
 
 
