@@ -21,7 +21,7 @@ from loopml_core.adapters.pipeline import StepFunctionsRunner
 from loopml_core.adapters.table import DynamoTable
 from loopml_core.models import UploadOutcome
 from loopml_core.registry import UNDECLARED, Registry
-from loopml_core.uploads import dataset_of
+from loopml_core.uploads import dataset_of, source_id
 
 STACK_NAME = "LoopML"
 UPLOAD_MARKER = "loopml-upload"  # object metadata that tells the CLI which version its upload made
@@ -210,10 +210,10 @@ def wait_for_outcome(backend: Backend, stored: StoredObject, timeout: float = 12
     import time
 
     dataset = dataset_of(stored.key) or UNDECLARED
-    source_id = f"{stored.key}@{stored.version_id}"
+    upload = source_id(stored.key, stored.version_id)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        outcome = backend.registry.upload(dataset, source_id)
+        outcome = backend.registry.upload(dataset, upload)
         if outcome is not None:
             return outcome
         time.sleep(0.2)

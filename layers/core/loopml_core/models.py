@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from loopml_core.uploads import source_id
+
 CHAMPION = "champion"
 
 
@@ -73,7 +75,7 @@ class UploadOutcome(BaseModel):
 
     @property
     def source_id(self) -> str:
-        return f"{self.source_key}@{self.source_version_id or 'null'}"
+        return source_id(self.source_key, self.source_version_id)
 
 
 class VersionStatus(StrEnum):

@@ -19,6 +19,11 @@ PARQUET_MAGIC = b"PAR1"
 SNIFF_BYTES = 4  # the most any magic number above needs
 
 
+def source_id(key: str, version_id: str | None) -> str:
+    """`<key>@<version id>`: how the registry names one uploaded object version (`null` in an unversioned bucket)."""
+    return f"{key}@{version_id or 'null'}"
+
+
 def dataset_of(key: str) -> str | None:
     """`incoming/<dataset>/<file>` -> the dataset; any other key names none."""
     parts = PurePosixPath(key).parts

@@ -17,12 +17,12 @@ from typing import Any, BinaryIO
 from loopml_core.adapters.object_store import ObjectStore
 from loopml_core.adapters.pipeline import PipelineRunner
 from loopml_core.clock import iso
-from loopml_core.contract import DatasetContract, Retrain
+from loopml_core.contract import Retrain
 from loopml_core.errors import NotFoundError
 from loopml_core.logic.runs import execution_name, start_training
 from loopml_core.models import DatasetVersion, ObjectRef, UploadOutcome, UploadStatus
 from loopml_core.registry import UNDECLARED, Registry
-from loopml_core.uploads import DATASETS, INCOMING, QUARANTINE, STATUS_TAG, SUPPORTED, dataset_of
+from loopml_core.uploads import DATASETS, INCOMING, QUARANTINE, STATUS_TAG, SUPPORTED, dataset_of, source_id
 
 MAX_SUMMARY_CHARS = 2_000  # the registry item and the audit record carry the summary; the report has the rest
 
@@ -35,7 +35,7 @@ class Upload:
 
     @property
     def source_id(self) -> str:
-        return f"{self.key}@{self.version_id or 'null'}"
+        return source_id(self.key, self.version_id)
 
 
 @dataclass(frozen=True)
@@ -146,17 +146,17 @@ class Ingestor:
             build=build,
             execution_for=lambda number: execution_name(contract.name, number, "upload") if trains else None,
         )
-        self._train(outcome, contract)
+        self._train(outcome)
         self._tag(upload, outcome)
         return outcome
 
-    def _train(self, outcome: UploadOutcome, contract: DatasetContract | None = None) -> None:
+    def _train(self, outcome: UploadOutcome) -> None:
         if outcome.status is not UploadStatus.ACCEPTED or outcome.execution is None:
             return
         assert outcome.dataset_version is not None
         start_training(
             self.pipeline,
-            model=contract.name if contract else outcome.dataset,
+            model=outcome.dataset,  # a dataset's model bears its name
             dataset_version=outcome.dataset_version,
             trigger="upload",
             reason=f"dataset {outcome.dataset} v{outcome.dataset_version} was accepted",
