@@ -140,6 +140,32 @@ def test_reads_are_bounded_whatever_the_file_size(monkeypatch):
     assert Tracking.largest <= 4096
 
 
+def test_each_format_reads_the_object_once():
+    opened: list[str] = []
+
+    class Counting(BytesSource):
+        def stream(self) -> BinaryIO:
+            opened.append("stream")
+            return super().stream()
+
+        def random_access(self) -> BinaryIO:
+            opened.append("random access")
+            return super().random_access()
+
+    body = to_csv(population(2_000))
+    sink = io.BytesIO()
+    pq.write_table(pa.table({k: [str(v) for v in vs] for k, vs in population(500).items()}), sink)
+    for name, data, reads in [
+        ("a.csv", body, ["stream"]),
+        ("a.csv.gz", gzip.compress(body), ["stream"]),
+        ("a.parquet", sink.getvalue(), ["random access", "stream"]),  # footer first; the digest reads in order
+        ("a.parquet", body, ["random access"]),  # a misnamed file is refused on its first bytes
+    ]:
+        opened.clear()
+        validate(CONTRACT, Counting(name, data))
+        assert opened == reads, name
+
+
 # --- formats ---------------------------------------------------------------------------------------------------
 
 

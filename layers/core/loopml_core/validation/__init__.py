@@ -152,17 +152,39 @@ def _check_format(source: ByteSource, max_bytes: int | None) -> Format:
             f"the file is {source.size / 1e9:.2f} GB, more than the configured maximum of {max_bytes / 1e9:.2f} GB "
             "(LOOPML_MAX_UPLOAD_BYTES); split it into several uploads"
         )
-    with source.stream() as stream:
-        head = stream.read(SNIFF_BYTES)
-    check_content(source.name, fmt, head)
     return fmt
+
+
+class _Rewound:
+    """A stream whose first bytes were read to tell its format: they are read again first, so nothing is fetched
+    twice (on S3, a second GET)."""
+
+    def __init__(self, head: bytes, stream: HashingReader) -> None:
+        self._head = head
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._head:
+            return self._stream.read(size)
+        if size is None or size < 0:
+            head, self._head = self._head, b""
+            return head + self._stream.read()
+        head, self._head = self._head[:size], self._head[size:]
+        return head + self._stream.read(size - len(head)) if size > len(head) else head
+
+    def readable(self) -> bool:
+        return True
 
 
 def _read_csv(run: Run, source: ByteSource, fmt: Format, on_progress: Callable[[int], None] | None) -> None:
     with source.stream() as raw:
         hashing = HashingReader(raw, on_progress)
+        head = hashing.read(SNIFF_BYTES)
+        check_content(source.name, fmt, head)  # a misnamed file is refused before the rest of it is read
         run.digest, run.read = hashing.digest, True
-        text: Any = gzip.GzipFile(fileobj=cast(BinaryIO, hashing), mode="rb") if fmt is Format.CSV_GZ else hashing
+        text: Any = _Rewound(head, hashing)
+        if fmt is Format.CSV_GZ:
+            text = gzip.GzipFile(fileobj=cast(BinaryIO, text), mode="rb")
         try:
             splitter = Splitter(text)
             header, run.next_line = splitter.header()
@@ -185,11 +207,13 @@ def _read_parquet(run: Run, source: ByteSource, on_progress: Callable[[int], Non
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    # Parquet's footer comes first, so parsing needs random access; the digest still needs every byte in order.
-    hasher = threading.Thread(target=_hash_whole, args=(run, source, on_progress), name="sha256", daemon=True)
-    hasher.start()
-    try:
-        with source.random_access() as handle:
+    with source.random_access() as handle:
+        check_content(source.name, Format.PARQUET, handle.read(SNIFF_BYTES))
+        handle.seek(0)
+        # Parquet's footer comes first, so parsing needs random access; the digest still needs every byte in order.
+        hasher = threading.Thread(target=_hash_whole, args=(run, source, on_progress), name="sha256", daemon=True)
+        hasher.start()
+        try:
             try:
                 # Without pre-buffering, column chunks are read as they are decoded rather than a row group at once.
                 parquet = pq.ParquetFile(handle, pre_buffer=False)
@@ -202,5 +226,5 @@ def _read_parquet(run: Run, source: ByteSource, on_progress: Callable[[int], Non
                 run.check_batches(batches)
             except (pa.ArrowException, OSError) as error:
                 raise parse_error(f"not readable as Parquet: {arrow_message(error)}") from None
-    finally:
-        hasher.join()
+        finally:
+            hasher.join()
