@@ -74,17 +74,21 @@ def _numeric_profile(values: Iterable[Any]) -> dict[str, Any]:
     return profile
 
 
-def _numeric_fractions(profile: Mapping[str, Any], x: NDArray[np.float64]) -> dict[str, Any]:
-    cuts = np.asarray([e for e in profile["edges"] if e is not None], dtype=np.float64)
-    n = x.size
+def numeric_bucket_counts(entry: Mapping[str, Any], x: NDArray[np.float64]) -> NDArray[np.int64]:
+    """How many of `x` (NaN for null) fall in each bucket of a numeric entry: its bins, then null."""
+    cuts = np.asarray([e for e in entry["edges"] if e is not None], dtype=np.float64)
     nulls = np.isnan(x)
     # side="left" puts a value equal to a cut in the bin that cut closes, matching (edges[i], edges[i + 1]].
-    bins = np.searchsorted(cuts, x[~nulls], side="left")
-    counts = np.bincount(bins, minlength=cuts.size + 1)
-    denominator = max(n, 1)
+    bins = np.bincount(np.searchsorted(cuts, x[~nulls], side="left"), minlength=cuts.size + 1)
+    return np.append(bins, nulls.sum()).astype(np.int64)
+
+
+def _numeric_fractions(profile: Mapping[str, Any], x: NDArray[np.float64]) -> dict[str, Any]:
+    counts = numeric_bucket_counts(profile, x)
+    denominator = max(x.size, 1)
     return {
-        "fractions": [float(c) / denominator for c in counts],
-        "null_fraction": float(nulls.sum()) / denominator,
+        "fractions": [float(c) / denominator for c in counts[:-1]],
+        "null_fraction": float(counts[-1]) / denominator,
     }
 
 
@@ -116,15 +120,11 @@ def _category_fractions(profile: Mapping[str, Any], values: Iterable[Any]) -> di
     }
 
 
-def _vector(entry: Mapping[str, Any]) -> NDArray[np.float64]:
-    """All buckets of a profile entry as one fraction vector, in a fixed order, for the PSI."""
+def bucket_fractions(entry: Mapping[str, Any]) -> NDArray[np.float64]:
+    """All buckets of a profile entry as one fraction vector, in a fixed order, for the PSI: bins (or values, then
+    other), then null."""
     tail = [entry["other_fraction"]] if entry["kind"] == "category" else []
     return np.asarray([*entry["fractions"], *tail, entry["null_fraction"]], dtype=np.float64)
-
-
-def bucket_fractions(entry: Mapping[str, Any]) -> NDArray[np.float64]:
-    """A profile entry's buckets as one fraction vector: bins (or values, then other), then null."""
-    return _vector(entry)
 
 
 def numeric_entry(sample: NDArray[np.float64], *, null_fraction: float) -> dict[str, Any]:
@@ -277,13 +277,13 @@ def compare(
     observed: dict[str, list[float]] = {}
     for name, entry in profile["features"].items():
         seen = {**entry, **_observe(entry, [r.get(name) for r in records])}
-        per_feature[name] = population_stability_index(_vector(entry), _vector(seen))
-        observed[name] = [float(v) for v in _vector(seen)]
+        per_feature[name] = population_stability_index(bucket_fractions(entry), bucket_fractions(seen))
+        observed[name] = [float(v) for v in bucket_fractions(seen)]
     prediction_entry = profile.get(PREDICTION)
     if outputs is not None and prediction_entry is not None:
         seen = {**prediction_entry, **_observe(prediction_entry, _prediction_values(profile["task"], outputs))}
-        per_feature[PREDICTION] = population_stability_index(_vector(prediction_entry), _vector(seen))
-        observed[PREDICTION] = [float(v) for v in _vector(seen)]
+        per_feature[PREDICTION] = population_stability_index(bucket_fractions(prediction_entry), bucket_fractions(seen))
+        observed[PREDICTION] = [float(v) for v in bucket_fractions(seen)]
 
     drifted = [name for name, psi in per_feature.items() if psi > threshold]
     return DriftReport(per_feature, drifted, threshold, rows, min_rows, insufficient_data=False, observed=observed)

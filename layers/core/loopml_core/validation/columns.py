@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from loopml_core import drift
 from loopml_core.contract import DatasetContract, FeatureType, Task
 from loopml_core.validation.csv_text import NEWLINE, NOT_UTF8, Segment, record_layout
 from loopml_core.validation.report import MAX_VALUE_CHARS, Issue, overall_issue, shorten
@@ -255,7 +256,7 @@ def check_column(plan: Plan, cap: int, part: Part, column: ColumnPlan, array: An
         null, values = check_numbers(cap, part, column, array)
         part.numbers[column.name] = values
         if entry is not None:
-            part.observed[column.name] = numeric_bucket_counts(entry, values)
+            part.observed[column.name] = drift.numeric_bucket_counts(entry, values)
     else:
         null, counts = check_labels(cap, part, column, array)
         if entry is not None:
@@ -436,14 +437,6 @@ def check_labels(cap: int, part: Part, column: ColumnPlan, array: Any) -> tuple[
             tally[word] = tally.get(word, 0) + count
     part.other_labels[column.name] = int(outside.sum())
     return null, counts
-
-
-def numeric_bucket_counts(entry: dict[str, Any], values: np.ndarray) -> np.ndarray:
-    """Counts of `values` in a numeric profile entry's buckets (bins..., null), as `drift` lays them out."""
-    cuts = np.asarray([e for e in entry["edges"] if e is not None], dtype=np.float64)
-    nulls = np.isnan(values)
-    bins = np.bincount(np.searchsorted(cuts, values[~nulls], side="left"), minlength=cuts.size + 1)
-    return np.append(bins, nulls.sum()).astype(np.int64)
 
 
 def label_bucket_counts(entry: dict[str, Any], counts: dict[str, int], nulls: int) -> np.ndarray:
