@@ -10,7 +10,19 @@ import numpy as np
 import pytest
 
 from loopml_core.contract import DatasetContract
-from loopml_core.drift import build_profile, compare, population_stability_index
+from loopml_core.drift import (
+    Thresholds,
+    build_profile,
+    chi2_sf,
+    chi2_test,
+    compare,
+    count_records,
+    judge,
+    kolmogorov_sf,
+    ks_test,
+    population_stability_index,
+    tally,
+)
 
 CONTRACT = DatasetContract.model_validate(
     {
@@ -163,7 +175,8 @@ def test_threshold_is_respected() -> None:
     profile = build_profile(CONTRACT, sample(2000, seed=1), None)
     live = records(sample(1000, seed=3, amount_shift=0.5))
     psi = compare(profile, live, None).per_feature["amount"]
-    assert compare(profile, live, None, threshold=psi + 0.01).drifted == []
+    psi_only = Thresholds(psi=psi + 0.01, min_effect=1.0)  # a KS effect can never reach 1 here
+    assert compare(profile, live, None, thresholds=psi_only).drifted == []
     assert compare(profile, live, None, threshold=psi - 0.01).drifted == ["amount"]
 
 
@@ -172,3 +185,80 @@ def test_profile_requires_every_feature() -> None:
     del columns["term"]
     with pytest.raises(ValueError, match="term"):
         build_profile(CONTRACT, columns, None)
+
+
+# --- the tests, against scipy ------------------------------------------------------------------------------------
+
+
+def test_chi2_survival_matches_scipy() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    for dof in (1, 2, 3, 5, 10, 24, 99):
+        for x in (0.01, 0.5, 1.0, dof * 0.5, float(dof), dof + 3.0, 2.0 * dof + 10, 150.0):
+            assert chi2_sf(x, dof) == pytest.approx(stats.chi2.sf(x, dof), rel=1e-9, abs=1e-15), (x, dof)
+
+
+def test_kolmogorov_survival_matches_scipy() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    for x in np.linspace(0.05, 3.0, 60):
+        assert kolmogorov_sf(float(x)) == pytest.approx(stats.kstwobign.sf(x), rel=1e-9, abs=1e-15), x
+
+
+def test_ks_on_binned_values_is_scipys_two_sample_test() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(4)
+    baseline = rng.integers(0, 60, 20_000).astype(float)  # fewer distinct values than fine bins: binning is exact
+    current = rng.integers(3, 62, 30_000).astype(float)
+    profile = build_profile(CONTRACT, {**sample(20_000, seed=1), "amount": baseline}, None)
+    entry = profile["features"]["amount"]
+    counted = tally(entry, current)
+    result = ks_test(np.asarray(entry["fine_fractions"]), 20_000, counted.fine)
+    exact = stats.ks_2samp(baseline, current, method="asymp")
+    assert result.statistic == pytest.approx(exact.statistic, abs=1e-12)
+    assert result.p_value == pytest.approx(stats.kstwobign.sf(result.statistic * math.sqrt(12_000)), rel=1e-9)
+
+
+def test_ks_on_continuous_values_is_within_one_fine_bin_of_scipy() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(5)
+    baseline, current = rng.normal(0, 1, 50_000), rng.normal(0.08, 1.1, 80_000)
+    profile = build_profile(CONTRACT, {**sample(50_000, seed=1), "amount": baseline}, None)
+    entry = profile["features"]["amount"]
+    result = ks_test(np.asarray(entry["fine_fractions"]), 50_000, tally(entry, current).fine)
+    exact = stats.ks_2samp(baseline, current)
+    assert exact.statistic - 0.01 <= result.statistic <= exact.statistic + 1e-12
+
+
+def test_chi2_is_scipys_test_of_homogeneity() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    expected = np.array([500.0, 300.0, 200.0, 0.0, 0.0])
+    observed = np.array([230, 160, 90, 20, 0])
+    result = chi2_test(expected, observed)
+    table = np.array([expected[:4], observed[:4]])  # the bucket empty in both is no category of the table
+    statistic, p_value, _dof, _ = stats.chi2_contingency(table, correction=False)
+    assert (result.statistic, result.p_value) == (pytest.approx(statistic), pytest.approx(p_value))
+    assert result.effect == pytest.approx(math.sqrt(statistic / table.sum()))
+
+
+def test_a_significant_but_tiny_shift_in_a_large_window_is_not_drift() -> None:
+    profile = build_profile(CONTRACT, sample(200_000, seed=1), None)
+    window = count_records(profile, records(sample(200_000, seed=2, amount_shift=0.02)))
+    report = judge(profile, window, Thresholds(psi=0.2, p_value=0.01, min_effect=0.1))
+    amount = report.columns["amount"]
+    assert amount.p_value < 1e-6 and amount.statistic < 0.1  # significant, and small
+    assert not amount.drifted and report.drifted == []
+    strict = judge(profile, window, Thresholds(psi=0.2, p_value=0.01, min_effect=0.01))
+    assert strict.drifted == ["amount"]
+
+
+def test_windows_merge_to_the_whole() -> None:
+    profile = build_profile(CONTRACT, sample(5_000, seed=1), None)
+    live = sample(3_000, seed=7, amount_shift=0.3)
+    whole = count_records(profile, records(live))
+    first = count_records(profile, records({k: v[:1_000] for k, v in live.items()}))
+    first.merge(count_records(profile, records({k: v[1_000:] for k, v in live.items()})))
+    assert first.rows == whole.rows
+    for name, counted in whole.tallies.items():
+        assert np.array_equal(first.tallies[name].buckets, counted.buckets)
+        if counted.fine is not None:
+            assert np.array_equal(first.tallies[name].fine, counted.fine)
+    assert judge(profile, first).to_dict() == judge(profile, whole).to_dict()

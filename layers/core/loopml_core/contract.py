@@ -66,6 +66,83 @@ class Retrain(StrEnum):
     DRIFT = "drift"  # uploads are versioned; training restarts when the drift check fires (first upload trains)
 
 
+# Retention classes of captured traffic. Each is a lifecycle rule on its own S3 prefix, declared with the stack, so a
+# contract picks one rather than any number of days (a rule per model would have to be rewritten at run time).
+RETENTION_DAYS = (7, 14, 30, 90, 365)
+
+
+class DriftThresholds(BaseModel):
+    """When a feature (or the prediction) counts as drifted; either test suffices."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Population stability index over the baseline's ten quantile bins: 0.1 is a moderate shift, 0.2 a major one.
+    psi: Annotated[float, Field(gt=0.0)] = 0.2
+    # KS (numeric) or chi-squared (category) p-value under which a difference is significant, before the Bonferroni
+    # correction over every feature and the prediction checked together.
+    p_value: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.01
+    # With hundreds of thousands of rows any difference is significant; a significant one is drift only when its
+    # effect reaches this: the KS statistic (largest gap between the two CDFs) or Cramer's V (category).
+    min_effect: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+
+
+class PerformanceMetric(StrEnum):
+    ACCURACY = "accuracy"
+    F1_MACRO = "f1_macro"
+    ROC_AUC = "roc_auc"
+    RMSE = "rmse"
+    MAE = "mae"
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self not in (PerformanceMetric.RMSE, PerformanceMetric.MAE)
+
+    @property
+    def task(self) -> Task:
+        return Task.CLASSIFICATION if self.higher_is_better else Task.REGRESSION
+
+
+class PerformanceMonitoring(BaseModel):
+    """Live quality, once labels for served predictions arrive."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: PerformanceMetric | None = None  # default: f1_macro for classification, rmse for regression
+    # Relative worsening of the live metric against the holdout metric the version was promoted on that fires the
+    # alert and the retraining path: 0.1 is 10 % (an F1 of 0.80 falling under 0.72, an RMSE of 5 rising over 5.5).
+    tolerance: Annotated[float, Field(gt=0.0)] = 0.1
+    min_labels: Annotated[int, Field(ge=1)] = 100  # labelled predictions a window needs before it is judged
+
+
+class Monitoring(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sample_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0  # share of requests captured
+    retention_days: int = 30  # how long captured traffic is kept: one of RETENTION_DAYS
+    min_rows: Annotated[int, Field(ge=1)] = 500  # captured rows a check needs before it judges drift
+    drift: DriftThresholds = DriftThresholds()
+    performance: PerformanceMonitoring = PerformanceMonitoring()
+
+    @model_validator(mode="after")
+    def _check_retention(self) -> Monitoring:
+        if self.retention_days not in RETENTION_DAYS:
+            choices = ", ".join(str(d) for d in RETENTION_DAYS)
+            raise ValueError(f"monitoring.retention_days must be one of {choices}, not {self.retention_days}")
+        return self
+
+
+class Retraining(BaseModel):
+    """Guards on drift- and performance-triggered retraining (an upload, or `loopml pipeline start`, is not gated)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cooldown_hours: Annotated[float, Field(ge=0.0)] = 6.0  # between two monitoring-triggered runs of the model
+    min_captured_rows: Annotated[int, Field(ge=0)] = 1000  # rows the triggering check saw
+    # Accepted rows in dataset versions newer than the champion's: no retrain on the data the champion learnt from.
+    min_new_rows: Annotated[int, Field(ge=0)] = 1
+    daily_budget: Annotated[int, Field(ge=0)] = 3  # monitoring-triggered runs per model per UTC day
+
+
 class DatasetContract(BaseModel):
     """A dataset contract. `name` is also the name of the registered model trained on it."""
 
@@ -78,6 +155,8 @@ class DatasetContract(BaseModel):
     target_values: tuple[str, ...] | None = None
     quality: Quality = Quality()
     retrain_on: Retrain = Retrain.UPLOAD
+    monitoring: Monitoring = Monitoring()
+    retraining: Retraining = Retraining()
     # Algorithm for the training step; both export to ONNX with the preprocessing in the graph.
     algorithm: Literal["logistic_regression", "random_forest", "gradient_boosting", "linear_regression"] | None = None
 
@@ -91,7 +170,17 @@ class DatasetContract(BaseModel):
             raise ValueError(f"target '{self.target}' must not also be a feature")
         if self.task is Task.REGRESSION and self.target_values is not None:
             raise ValueError("'target_values' applies to classification only")
+        metric = self.monitoring.performance.metric
+        if metric is not None and metric.task is not self.task:
+            raise ValueError(f"monitoring.performance.metric '{metric}' does not apply to {self.task}")
         return self
+
+    @property
+    def performance_metric(self) -> PerformanceMetric:
+        metric = self.monitoring.performance.metric
+        if metric is not None:
+            return metric
+        return PerformanceMetric.F1_MACRO if self.task is Task.CLASSIFICATION else PerformanceMetric.RMSE
 
     @property
     def feature_names(self) -> list[str]:
