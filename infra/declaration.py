@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
+from typing import Any
+
+from loopml_core.capture import CAPTURE_MARKER, CAPTURE_PREFIX
+from loopml_core.contract import RETENTION_DAYS
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
@@ -110,6 +114,100 @@ class AlarmSpec:
 
 
 @dataclass(frozen=True)
+class CaptureDeliverySpec:
+    """Captured traffic from a function's log stream to S3, batched by a managed service, never by the request.
+
+    A subscription filter on the function's log group sends the lines holding `filter_term` to an Amazon Data
+    Firehose stream, which decompresses the CloudWatch Logs records, keeps each message, partitions messages by the
+    JSON fields in `partition_keys`, buffers each partition up to `buffer_mb` or `buffer_s`, and writes it gzipped
+    to `prefix` in the artifact bucket. The lifecycle rule of each retention class expires what is under it.
+    """
+
+    key: str
+    function: str
+    filter_term: str
+    partition_keys: tuple[str, ...]
+    prefix: str
+    error_prefix: str
+    buffer_mb: int
+    buffer_s: int
+    retention_classes: tuple[int, ...]
+
+    def physical_name(self) -> str:
+        return f"{PREFIX}-{self.key}"
+
+    @property
+    def filter_pattern(self) -> str:
+        """A CloudWatch Logs term pattern: the quoted term anywhere in the event's message."""
+        return f'"{self.filter_term}"'
+
+    @property
+    def partition_query(self) -> str:
+        """The jq expression Firehose's inline parsing evaluates on each message for its partition keys."""
+        return "{" + ", ".join(f"{key}: .{key}" for key in self.partition_keys) + "}"
+
+    @property
+    def s3_prefix(self) -> str:
+        keys = "".join(f"!{{partitionKeyFromQuery:{key}}}/" for key in self.partition_keys)
+        return f"{self.prefix}{keys}!{{timestamp:yyyy/MM/dd/HH}}/"
+
+    def retention_prefixes(self) -> list[tuple[str, int]]:
+        """(prefix, days) of each retention class: everything under the prefix expires after that many days."""
+        return [(f"{self.prefix}{days}d/", days) for days in self.retention_classes]
+
+    @property
+    def s3_error_prefix(self) -> str:
+        return f"{self.error_prefix}!{{firehose:error-output-type}}/!{{timestamp:yyyy/MM/dd}}/"
+
+
+def capture_destination(spec: CaptureDeliverySpec, bucket_arn: str, role_arn: str) -> dict[str, Any]:
+    """The Firehose ExtendedS3 destination of `spec`, in the shape both the Firehose API (the local cloud) and
+    CloudFormation (`ExtendedS3DestinationConfiguration`) take: one definition for both backends."""
+
+    def processor(kind: str, **parameters: str) -> dict[str, Any]:
+        return {
+            "Type": kind,
+            "Parameters": [{"ParameterName": name, "ParameterValue": value} for name, value in parameters.items()],
+        }
+
+    return {
+        "BucketARN": bucket_arn,
+        "RoleARN": role_arn,
+        "Prefix": spec.s3_prefix,
+        "ErrorOutputPrefix": spec.s3_error_prefix,
+        "BufferingHints": {"SizeInMBs": spec.buffer_mb, "IntervalInSeconds": spec.buffer_s},
+        "CompressionFormat": "GZIP",
+        "DynamicPartitioningConfiguration": {"Enabled": True, "RetryOptions": {"DurationInSeconds": 300}},
+        "ProcessingConfiguration": {
+            "Enabled": True,
+            "Processors": [
+                processor("Decompression", CompressionFormat="GZIP"),
+                processor("CloudWatchLogProcessing", DataMessageExtraction="true"),
+                processor(
+                    "MetadataExtraction", MetadataExtractionQuery=spec.partition_query, JsonParsingEngine="JQ-1.6"
+                ),
+                processor("AppendDelimiterToRecord"),
+            ],
+        },
+    }
+
+
+def capture_lifecycle_rules(spec: CaptureDeliverySpec) -> list[dict[str, Any]]:
+    """The retention classes as S3 lifecycle rules (API shape; CDK builds the same from `retention_prefixes`)."""
+    return [
+        {
+            "ID": f"{spec.key}-{days}d",
+            "Filter": {"Prefix": prefix},
+            "Status": "Enabled",
+            "Expiration": {"Days": days},
+            # The bucket is versioned: an expired capture becomes a noncurrent version, gone a day later.
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+        }
+        for prefix, days in spec.retention_prefixes()
+    ]
+
+
+@dataclass(frozen=True)
 class Route:
     method: str
     path: str
@@ -202,8 +300,10 @@ INCOMING_PREFIX = "incoming/"
 DATASETS_PREFIX = "datasets/"
 QUARANTINE_PREFIX = "quarantine/"
 CONTRACTS_PREFIX = "contracts/"
-CAPTURE_PREFIX = "captures/"
+CAPTURE_ERRORS_PREFIX = "capture-errors/"
 MODELS_PREFIX = "models/"
+REPORTS_PREFIX = "reports/"
+LABELS_PREFIX = "labels/"
 
 # Uploads larger than this are quarantined unread (the validation function's LOOPML_MAX_UPLOAD_BYTES).
 MAX_UPLOAD_BYTES = 5 * 1024**3
@@ -290,16 +390,19 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             "predict",
             "Serves predictions from the champion with onnxruntime and captures what it sees",
             (Layer.CORE, Layer.INFERENCE),
-            Grants(artifact_bucket=Access.READ_WRITE, registry_table=Access.READ),
+            # Reads model artefacts only: captures leave through its log stream (CAPTURE_DELIVERY), not S3.
+            Grants(artifact_bucket=Access.READ, registry_table=Access.READ),
             memory_mb=1024,
             timeout_s=29,
         ),
         FunctionSpec(
             "drift_check",
             "Compares captured inputs and predictions with the training baseline; alerts and retrains on drift",
-            (Layer.CORE, Layer.INFERENCE),
+            # pyarrow reads the gzipped capture batches a block at a time; no onnxruntime is needed to compare them.
+            (Layer.CORE, Layer.DATA),
+            # Writes its HTML reports beside what it reads.
             Grants(
-                artifact_bucket=Access.READ,
+                artifact_bucket=Access.READ_WRITE,
                 registry_table=Access.READ_WRITE,
                 start_pipeline=True,
                 publish_alerts=True,
@@ -329,6 +432,19 @@ API = ApiSpec(
         Route("GET", "/v1/models/{name}"),
         Route("POST", "/v1/models/{name}/predict"),
     ),
+)
+
+CAPTURE_DELIVERY = CaptureDeliverySpec(
+    key="captures",
+    function="predict",
+    filter_term=CAPTURE_MARKER,
+    partition_keys=("retention", "model"),
+    prefix=CAPTURE_PREFIX,
+    error_prefix=CAPTURE_ERRORS_PREFIX,
+    # Dynamic partitioning needs at least 64 MB; five minutes bounds how late a capture reaches S3.
+    buffer_mb=64,
+    buffer_s=300,
+    retention_classes=RETENTION_DAYS,  # the contract's `monitoring.retention_days` picks one
 )
 
 DRIFT_SCHEDULE = ScheduleSpec(

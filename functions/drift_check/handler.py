@@ -1,4 +1,4 @@
-"""Scheduled drift check for every model with a champion: PSI per feature against the training baseline."""
+"""Scheduled monitoring check for every model with a champion: captured traffic against the training baseline."""
 
 from __future__ import annotations
 
@@ -30,8 +30,6 @@ def monitor() -> DriftMonitor:
         StepFunctionsRunner(settings.state_machine_arn),
         SnsNotifier(settings.alert_topic_arn),
         settings.artifact_bucket,
-        threshold=settings.drift_threshold,
-        min_rows=settings.drift_min_rows,
     )
 
 
@@ -43,8 +41,10 @@ def lambda_handler(event: EventBridgeModel, context: LambdaContext) -> dict[str,
     # A scheduled event checks every model; `detail.model` (e.g. from `loopml drift check NAME`) checks one.
     model = event.detail.get("model") if isinstance(event.detail, dict) else None
     outcomes = [monitor().check(model)] if model else monitor().check_all()
-    for outcome in outcomes:
+    checks = [outcome.to_dict() for outcome in outcomes]
+    for outcome, check in zip(outcomes, checks, strict=True):
         if outcome.status == "drift":
             metrics.add_metric(name="DriftDetected", unit=MetricUnit.Count, value=1)
-        logger.info("drift check", extra=outcome.to_dict())
-    return {"checks": [o.to_dict() for o in outcomes]}
+        summary = {k: check[k] for k in ("model", "status", "rows", "drifted", "episode", "action", "alert", "report")}
+        logger.info("monitoring check", extra=summary)
+    return {"checks": checks}

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loopml_core.adapters.object_store import S3ObjectStore
 from loopml_core.adapters.table import DynamoTable
+from loopml_core.capture import LogStreamSink
 from loopml_core.errors import InvalidRequestError, NotFoundError
 from loopml_core.logic.inference import PredictionService
 from loopml_core.observability import logger, metrics, tracer
@@ -39,9 +40,15 @@ def service() -> PredictionService:
     return PredictionService(
         S3ObjectStore(),
         Registry(DynamoTable(settings.registry_table), actor="predict"),
-        settings.artifact_bucket,
+        LogStreamSink(),
         settings.max_records_per_request,
+        on_capture_error=_capture_failed,
     )
+
+
+def _capture_failed(error: Exception) -> None:
+    logger.warning("prediction served but not captured", extra={"error": repr(error)})
+    metrics.add_metric(name="CaptureErrors", unit=MetricUnit.Count, value=1)
 
 
 def _error(status: int, error: str, details: list[dict[str, Any]] | None = None) -> Response[str]:
@@ -105,10 +112,11 @@ def describe_model(name: MODEL_NAME) -> dict[str, Any]:
 @tracer.capture_method
 def predict(name: MODEL_NAME, request: Annotated[PredictRequest, Body()]) -> Response[str]:
     request_id = app.current_event.request_context.request_id or "local"
-    version, predictions = service().predict(name, request.records, request_id)
-    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(predictions))
-    body = {"model": name, "version": version, "predictions": predictions}
-    return Response(200, content_types.APPLICATION_JSON, json.dumps(body), headers={"X-Model-Version": str(version)})
+    answer = service().predict(name, request.records, request_id)
+    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(answer.predictions))
+    body = {"model": name, "version": answer.version, "request_id": request_id, "predictions": answer.predictions}
+    headers = {"X-Model-Version": str(answer.version), "X-Request-Id": request_id}
+    return Response(200, content_types.APPLICATION_JSON, json.dumps(body), headers=headers)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -184,24 +184,33 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
                     say.check(code == 200, f"predict returned {code}")
                 say.say(f"{len(shifted)} predictions served and captured for monitoring")
 
-            with say.stage("The drift schedule fires: PSI against the training baseline → alert → retrain"):
+            with say.stage("The drift schedule fires: PSI, KS and chi² against the training baseline → alert → retrain"):
                 result = cloud.fire_schedule()["checks"][0]
                 say.check(result["status"] == "drift", f"drift check found no drift: {result}")
                 console.print(
                     _table(
-                        "   population stability index (threshold 0.2)",
-                        ["feature", "PSI", ""],
+                        f"   {result['rows']} captured rows against the training baseline",
+                        ["column", "PSI", "test", "statistic", "p-value", ""],
                         [
-                            [name, f"{psi:.3f}", "[red]drift[/]" if name in result["drifted"] else ""]
-                            for name, psi in result["per_feature"].items()
+                            [
+                                name,
+                                f"{column['psi']:.3f}",
+                                column["test"],
+                                f"{column['statistic']:.3f}",
+                                f"{column['p_value']:.2g}",
+                                "[red]drift[/]" if column["drifted"] else "",
+                            ]
+                            for name, column in [*result["features"].items(), ("prediction", result["prediction"])]
                         ],
                     )
                 )
+                say.say(f"report: {result['report']}")
+                summary["drift_report"] = result["report"]
                 alerts = cloud.alerts()
                 say.check(bool(alerts), "no alert was published")
                 say.say(f"SNS alert: [yellow]{alerts[0].get('Subject')}[/]")
                 say.say(result["action"])
-                status = _wait(cloud, console, result["execution"])
+                status = _wait(cloud, console, result["retraining"]["execution"])
                 say.check(status.status == "SUCCEEDED", f"retraining ended {status.status}")
                 v2 = registry.model_versions("churn")[-1]
                 say.say(

@@ -29,6 +29,7 @@ from types import ModuleType
 from typing import Any
 
 from infra import declaration as decl
+from infra.local.delivery import FirehoseS3Delivery, matches_filter
 from loopml_core.adapters.pipeline import Execution, StepFunctionsRunner
 
 ACCOUNT = "123456789012"
@@ -45,6 +46,7 @@ LOCAL_ONLY_ENV = {"POWERTOOLS_TRACE_DISABLED": "true"}
 ALERT_INBOX_QUEUE = f"{decl.PREFIX}-alerts-inbox"
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 DEFAULT_ASYNC_RETRIES = 2  # Lambda's, for a function without an event invoke configuration
+LOG_EVENTS_KEPT = 10_000  # per log stream; CloudWatch keeps a log group's events for its retention instead
 
 
 @dataclass
@@ -82,12 +84,13 @@ def _zip_directory(directory: Path) -> bytes:
 class HandlerRunner:
     """Loads each declared handler once, as Lambda would from its code directory, and runs it in-process."""
 
-    def __init__(self, log_stream: io.TextIOBase | Any) -> None:
+    def __init__(self, log_stream: io.TextIOBase | Any, ship_logs: Callable[[str, str], None] | None = None) -> None:
         self._modules: dict[str, ModuleType] = {}
+        self._ship_logs = ship_logs  # (function name, what it printed): to CloudWatch Logs, as Lambda does
         self._by_physical_name = {spec.physical_name(): spec for spec in decl.FUNCTIONS.values()}
         # moto is not thread-safe and Step Functions runs steps in threads: one invocation at a time, re-entrant
         # because a handler's own AWS calls may trigger another function (an S3 notification) in the same thread.
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
         self.log_stream = log_stream
         self.invocations: list[Invocation] = []
 
@@ -110,7 +113,7 @@ class HandlerRunner:
     def run(self, function_name: str, environment: dict[str, str], event: Any) -> tuple[str, bool, str]:
         spec = self._by_physical_name[function_name]
         with (
-            self._lock,
+            self.lock,
             _environment(
                 {
                     **environment,
@@ -139,6 +142,8 @@ class HandlerRunner:
                     }
                 )
             logs = output.getvalue()
+            if logs and self._ship_logs is not None:
+                self._ship_logs(function_name, logs)
             self.log_stream.write(logs)
             if errored:
                 self.log_stream.write(f"[{function_name}] ERROR {reply}\n")
@@ -275,7 +280,9 @@ class LocalCloud:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.state_dir / "functions.log"
         self._log = self.log_path.open("a", encoding="utf-8")
-        self.runner = HandlerRunner(self._log)
+        self.runner = HandlerRunner(self._log, self._ship_logs)
+        self.delivery = FirehoseS3Delivery(self._write_delivered_object)
+        self._log_streams: dict[str, str] = {}  # function name -> its log stream (one container per function)
         self._mock: Any = None
         self._saved_env: contextlib.ExitStack | None = None
         self._patches: list[tuple[Any, str, Any]] = []
@@ -304,6 +311,9 @@ class LocalCloud:
 
     def stop(self) -> None:
         self.wait_for_idle(timeout=30)
+        if self._mock is not None:
+            with self.runner.lock:
+                self.delivery.flush()
         self._notifications.put(None)
         self._notifier.join(timeout=30)
         for owner, attribute, original in reversed(self._patches):
@@ -328,9 +338,15 @@ class LocalCloud:
         runner = self.runner
         original_invoke = LambdaFunction._invoke_lambda
 
+        checker = decl.FUNCTIONS[decl.DRIFT_SCHEDULE.function].physical_name()
+
         def invoke_in_process(function: Any, event: Any = None) -> tuple[str, bool, str]:
             if not runner.knows(function.function_name):
                 return original_invoke(function, event)
+            if function.function_name == checker:
+                # Locally no buffering interval passes between traffic and a check: deliver what Firehose holds.
+                with runner.lock:
+                    self.delivery.flush()
             return runner.run(function.function_name, dict(function.environment_vars), event)
 
         self._patch(LambdaFunction, "_invoke_lambda", invoke_in_process)
@@ -348,6 +364,61 @@ class LocalCloud:
             self._notifications.put((fn_arn, event_body))
 
         self._patch(notifications, "_invoke_awslambda", enqueue)
+        self._install_delivery_patches()
+
+    def _install_delivery_patches(self) -> None:
+        """CloudWatch Logs subscriptions apply their filter pattern; Firehose runs its stream's processors, buffers
+        and partitions (moto does neither): see `infra.local.delivery`."""
+        from moto.firehose.models import FirehoseBackend
+        from moto.logs.models import LogStream
+
+        delivery = self.delivery
+        send_to_subscription = LogStream._send_log_events
+
+        def send_matching(stream: Any, service: str, destination_arn: str, filter_name: str, log_events: Any) -> None:
+            pattern = stream.log_group.subscription_filters[filter_name].filter_pattern
+            matching = [event for event in log_events if matches_filter(pattern, event["message"])]
+            if matching:
+                send_to_subscription(stream, service, destination_arn, filter_name, matching)
+            del stream.events[:-LOG_EVENTS_KEPT]
+
+        firehose_receives = FirehoseBackend.send_log_event
+
+        def firehose_processes(
+            backend: Any, stream_arn: str, filter_name: str, group: str, log_stream: str, log_events: Any
+        ) -> None:
+            stream = backend.lookup_name_from_arn(stream_arn)
+            config = stream.destinations[0].get("ExtendedS3") if stream is not None else None
+            if config is None or not delivery.handles(config):
+                firehose_receives(backend, stream_arn, filter_name, group, log_stream, log_events)
+                return
+            messages = [event["message"] for event in log_events]
+            delivery.receive(stream.delivery_stream_name, stream.version_id, config, messages)
+
+        self._patch(LogStream, "_send_log_events", send_matching)
+        self._patch(FirehoseBackend, "send_log_event", firehose_processes)
+
+    def _ship_logs(self, function_name: str, text: str) -> None:
+        """What Lambda does with what a function prints: events in its log group, where one is declared."""
+        from moto.logs.models import logs_backends
+
+        stream = self._log_streams.get(function_name)
+        if stream is None:
+            return
+        now = int(time.time() * 1000)
+        events = [{"timestamp": now, "message": line} for line in text.splitlines() if line]
+        if events:
+            logs_backends[ACCOUNT][REGION].put_log_events(f"/aws/lambda/{function_name}", stream, events)
+
+    def _write_delivered_object(self, bucket: str, key: str, data: bytes) -> None:
+        from moto.s3.models import s3_backends
+
+        s3_backends[ACCOUNT]["aws"].put_object(bucket, key, data)
+
+    def flush_deliveries(self) -> int:
+        """Deliver what Firehose holds in its buffers now (the buffering interval passing); returns objects written."""
+        with self.runner.lock:
+            return self.delivery.flush()
 
     def _deliver_notifications(self) -> None:
         while (item := self._notifications.get()) is not None:
@@ -455,6 +526,8 @@ class LocalCloud:
             },
         )
 
+        self._provision_capture_delivery(trust)
+
         sfn_role = iam.create_role(RoleName=f"{decl.PIPELINE.physical_name()}-role", AssumeRolePolicyDocument=trust)
         arns = {key: self.names.function_arn(key) for key in decl.FUNCTIONS}
         self.client("stepfunctions").create_state_machine(
@@ -467,6 +540,34 @@ class LocalCloud:
             Name=f"{decl.PREFIX}-{decl.DRIFT_SCHEDULE.key}",
             ScheduleExpression=decl.DRIFT_SCHEDULE.expression,
             Description=decl.DRIFT_SCHEDULE.description,
+        )
+
+    def _provision_capture_delivery(self, lambda_trust: str) -> None:
+        spec = decl.CAPTURE_DELIVERY
+        function_name = decl.FUNCTIONS[spec.function].physical_name()
+        group = f"/aws/lambda/{function_name}"
+        logs, iam, firehose = self.client("logs"), self.client("iam"), self.client("firehose")
+        logs.create_log_group(logGroupName=group)
+        stream = time.strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
+        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        self._log_streams[function_name] = stream
+        role = iam.create_role(RoleName=f"{spec.physical_name()}-delivery-role", AssumeRolePolicyDocument=lambda_trust)
+        bucket_arn = f"arn:aws:s3:::{self.names.artifact_bucket}"
+        stream_arn = firehose.create_delivery_stream(
+            DeliveryStreamName=spec.physical_name(),
+            DeliveryStreamType="DirectPut",
+            ExtendedS3DestinationConfiguration=decl.capture_destination(spec, bucket_arn, role["Role"]["Arn"]),
+        )["DeliveryStreamARN"]
+        logs.put_subscription_filter(
+            logGroupName=group,
+            filterName=spec.physical_name(),
+            filterPattern=spec.filter_pattern,
+            destinationArn=stream_arn,
+            roleArn=role["Role"]["Arn"],
+        )
+        self.client("s3").put_bucket_lifecycle_configuration(
+            Bucket=self.names.artifact_bucket,
+            LifecycleConfiguration={"Rules": decl.capture_lifecycle_rules(spec)},
         )
 
     # -- using it ---------------------------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import inspect
 import json
+import re
 
 import moto
 import pytest
@@ -189,10 +191,39 @@ def test_a_failing_step_is_caught_recorded_and_leaves_the_champion(trained, clou
     assert registry.verify_audit().ok
 
 
-def test_predictions_are_captured_for_monitoring(trained, api, cloud, store):
-    before = len(store.list_keys(cloud.names.artifact_bucket, "captures/churn/"))
-    api.request("POST", "/v1/models/churn/predict", {"records": data.requests_for(data.customers(2, seed=8))})
-    keys = store.list_keys(cloud.names.artifact_bucket, "captures/churn/")
-    assert len(keys) == before + 1
-    capture = json.loads(store.get(cloud.names.artifact_bucket, keys[-1]))
-    assert capture["version"] == 1 and len(capture["records"]) == len(capture["outputs"]) == 2
+def test_predictions_are_captured_through_the_log_stream_in_batches(trained, api, cloud, store):
+    """No S3 object per request: capture lines go through the log group's subscription to Firehose, which writes one
+    gzipped, partitioned batch when its buffer is delivered."""
+    bucket = cloud.names.artifact_bucket
+    cloud.flush_deliveries()
+    before = set(store.list_keys(bucket, "captures/"))
+    answers = []
+    for seed in (8, 9):
+        status, headers, body = api.request(
+            "POST", "/v1/models/churn/predict", {"records": data.requests_for(data.customers(2, seed=seed))}
+        )
+        assert status == 200 and headers["X-Request-Id"] == body["request_id"]
+        assert [p["index"] for p in body["predictions"]] == [0, 1]
+        answers.append(body)
+    assert set(store.list_keys(bucket, "captures/")) == before  # buffered, not written per request
+    assert cloud.flush_deliveries() == 1
+    [key] = sorted(set(store.list_keys(bucket, "captures/")) - before)
+    assert re.fullmatch(r"captures/30d/churn/\d{4}/\d\d/\d\d/\d\d/loopml-captures-1-[-0-9]{19}-[-0-9a-f]{36}\.gz", key)
+    lines = [json.loads(line) for line in gzip.decompress(store.get(bucket, key)).decode().splitlines()]
+    assert [line["request_id"] for line in lines] == [a["request_id"] for a in answers]  # nothing but captures
+    for line, answer in zip(lines, answers, strict=True):
+        assert (line["model"], line["version"], line["first"], line["n"]) == ("churn", 1, 0, 2)
+        assert line["prediction"] == [p["label"] for p in answer["predictions"]]
+        assert set(line["features"]) == set(CONTRACT.feature_names) and len(line["features"]["plan"]) == 2
+        assert line["classes"] == ["no", "yes"] and len(line["probabilities"]) == 2
+
+
+def test_capture_delivery_is_declared_on_moto_as_for_cdk(cloud):
+    spec = decl.CAPTURE_DELIVERY
+    group = f"/aws/lambda/{decl.FUNCTIONS[spec.function].physical_name()}"
+    [subscription] = cloud.client("logs").describe_subscription_filters(logGroupName=group)["subscriptionFilters"]
+    assert subscription["filterPattern"] == spec.filter_pattern
+    stream = cloud.client("firehose").describe_delivery_stream(DeliveryStreamName=spec.physical_name())
+    assert subscription["destinationArn"] == stream["DeliveryStreamDescription"]["DeliveryStreamARN"]
+    rules = cloud.client("s3").get_bucket_lifecycle_configuration(Bucket=cloud.names.artifact_bucket)["Rules"]
+    assert {(r["Filter"]["Prefix"], r["Expiration"]["Days"]) for r in rules} == set(spec.retention_prefixes())

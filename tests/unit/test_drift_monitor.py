@@ -1,8 +1,10 @@
-"""The drift check's decisions, on fakes: when it alerts, when it retrains, and when it must not."""
+"""The monitoring check's decisions, on fakes: when it alerts, when it retrains, and when it must not."""
 
 from __future__ import annotations
 
+import gzip
 import json
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -11,9 +13,10 @@ from loopml_core.adapters.notifier import InMemoryNotifier
 from loopml_core.adapters.object_store import InMemoryObjectStore
 from loopml_core.adapters.pipeline import InMemoryPipelineRunner
 from loopml_core.adapters.table import InMemoryTable
-from loopml_core.contract import load_contract
+from loopml_core.capture import capture_lines
+from loopml_core.contract import Retraining, load_contract
 from loopml_core.drift import build_profile
-from loopml_core.logic.monitor import DriftMonitor
+from loopml_core.logic.monitor import DriftMonitor, decide_retraining
 from loopml_core.models import DatasetVersion, ModelVersion, ObjectRef, UploadOutcome, UploadStatus
 from loopml_core.registry import Registry
 
@@ -24,6 +27,8 @@ target: churned
 features:
   - {name: tenure_months, type: int, min: 0}
   - {name: plan, type: category, values: [basic, pro]}
+monitoring: {min_rows: 50}
+retraining: {min_captured_rows: 50}
 """)
 BUCKET = "artifacts"
 
@@ -79,17 +84,67 @@ def world():
         promote=True,
         trigger="upload",
     )
-    monitor = DriftMonitor(store, registry, pipeline, notifier, BUCKET, threshold=0.2, min_rows=50)
-    return monitor, store, pipeline, notifier, registry
-
-
-def _capture(store, records, version=1, name="000"):
-    outputs = [{"label": "yes" if r["tenure_months"] < 10 else "no"} for r in records]
-    store.put(
-        BUCKET,
-        f"captures/churn/{name}.json",
-        json.dumps({"version": version, "records": records, "outputs": outputs}).encode(),
+    registry.register_dataset_version(
+        "churn",
+        upload=UploadOutcome(
+            dataset="churn", source_key="k2", status=UploadStatus.ACCEPTED, summary="", sha256="y", at="t"
+        ),
+        build=lambda n: DatasetVersion(
+            dataset="churn",
+            version=n,
+            object=ref,
+            source_key="k2",
+            sha256="y",
+            rows=700,
+            contract_version=1,
+            created_at="t",
+        ),
     )
+    clock = Clock()
+    monitor = DriftMonitor(store, registry, pipeline, notifier, BUCKET, clock=clock)
+    return World(monitor, store, pipeline, notifier, registry, clock)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class World:
+    def __init__(self, monitor, store, pipeline, notifier, registry, clock) -> None:
+        self.monitor, self.store, self.pipeline = monitor, store, pipeline
+        self.notifier, self.registry, self.clock = notifier, registry, clock
+        self.batches = 0
+
+    def capture(self, records, version=1, retention="30d"):
+        """One gzipped batch as Firehose writes it, one line per request of ten records."""
+        self.batches += 1
+        outputs = [{"label": "yes" if r["tenure_months"] < 10 else "no"} for r in records]
+        lines = []
+        for start in range(0, len(records), 10):
+            lines += capture_lines(
+                model="churn",
+                version=version,
+                retention=retention,
+                request_id=f"r{self.batches}-{start}",
+                at="2026-11-24T10:00:00.000000Z",
+                features=CONTRACT.feature_names,
+                records=records[start : start + 10],
+                outputs=[{"value": o["label"]} for o in outputs[start : start + 10]],
+                classes=None,
+            )
+        key = f"captures/{retention}/churn/2026/11/24/10/loopml-captures-1-2026-11-24-10-00-{self.batches:02d}-x.gz"
+        self.store.put(BUCKET, key, gzip.compress("".join(line + "\n" for line in lines).encode()))
+        return key
+
+    def check(self):
+        return self.monitor.check("churn")
+
+    def later(self, hours):
+        self.clock.now += timedelta(hours=hours)
 
 
 def _traffic(n, shifted, seed=1):
@@ -100,53 +155,158 @@ def _traffic(n, shifted, seed=1):
 
 
 def test_too_little_traffic_waits_and_keeps_it_for_next_time(world):
-    monitor, store, _pipeline, _notifier, _ = world
-    _capture(store, _traffic(20, shifted=True), name="001")
-    assert monitor.check("churn").status == "insufficient-data"
-    _capture(store, _traffic(60, shifted=True, seed=2), name="002")
-    outcome = monitor.check("churn")
-    assert outcome.status == "drift" and outcome.rows == 80
+    world.capture(_traffic(20, shifted=True))
+    assert world.check().status == "insufficient-data"
+    world.capture(_traffic(60, shifted=True, seed=2))
+    result = world.check()
+    assert result.status == "drift" and result.rows == 80 and result.window["objects"] == 2
 
 
-def test_stable_traffic_is_ok_and_silent(world):
-    monitor, store, pipeline, notifier, _ = world
-    _capture(store, _traffic(500, shifted=False))
-    outcome = monitor.check("churn")
-    assert outcome.status == "ok" and outcome.drifted == []
-    assert notifier.sent == [] and pipeline.executions() == []
+def test_stable_traffic_is_ok_silent_and_moves_the_cursor(world):
+    world.capture(_traffic(500, shifted=False))
+    result = world.check()
+    assert result.status == "ok" and result.drifted == [] and result.rows == 500
+    assert world.notifier.sent == [] and world.pipeline.executions() == []
+    assert world.registry.audit_records()[-1].action == "model.monitoring.ok"
+    assert world.check().rows == 0  # the batch is behind the cursor now
 
 
-def test_drift_alerts_audits_and_retrains_on_the_latest_data(world):
-    monitor, store, pipeline, notifier, registry = world
-    _capture(store, _traffic(500, shifted=True))
-    outcome = monitor.check("churn")
-    assert outcome.status == "drift" and "tenure_months" in outcome.drifted and "plan" in outcome.drifted
-    [execution] = pipeline.executions()
-    assert execution.input["run"] == {
-        "model": "churn",
-        "dataset_version": 1,
-        "trigger": "drift",
-        "reason": outcome.action and execution.input["run"]["reason"],
-    }
-    assert "tenure_months" in notifier.sent[0].message
-    assert registry.audit_records()[-1].action == "model.drift.detected"
+def test_drift_alerts_audits_reports_and_retrains_on_the_latest_data(world):
+    world.capture(_traffic(500, shifted=True))
+    result = world.check()
+    assert result.status == "drift" and {"tenure_months", "plan"} <= set(result.drifted)
+    assert result.episode == "opened" and result.retraining.start
+    [execution] = world.pipeline.executions()
+    assert execution.input["run"]["dataset_version"] == 2 and execution.input["run"]["trigger"] == "drift"
+    [alert] = world.notifier.sent
+    assert "tenure_months" in alert.message and result.report_uri in alert.message
+    html = world.store.get(BUCKET, result.report_uri.split("/", 3)[3]).decode()
+    assert html.startswith("<!DOCTYPE html>") and "tenure_months" in html
+    record = world.registry.audit_records()[-1]
+    assert record.action == "model.monitoring.drift" and record.details["alert"] == result.alert
+    document = result.to_dict()
+    assert document["features"]["tenure_months"]["test"] == "ks" and document["features"]["plan"]["test"] == "chi2"
+    assert document["prediction"]["drifted"] is True
 
 
-def test_no_second_retrain_while_one_is_running(world):
-    monitor, store, pipeline, notifier, _ = world
-    _capture(store, _traffic(500, shifted=True), name="001")
-    first = monitor.check("churn")
-    _capture(store, _traffic(500, shifted=True, seed=3), name="002")
-    second = monitor.check("churn")
-    assert second.status == "drift" and "not restarted" in second.action
-    assert second.execution == first.execution and len(pipeline.executions()) == 1
-    assert len(notifier.sent) == 2  # still alerts: someone should know
+def test_one_alert_per_drift_episode(world):
+    world.capture(_traffic(500, shifted=True))
+    assert world.check().episode == "opened"
+    world.later(1)
+    world.capture(_traffic(500, shifted=True, seed=3))
+    second = world.check()
+    assert second.status == "drift" and second.episode == "continues" and second.alert is None
+    assert "already in progress" in second.retraining.reason and len(world.pipeline.executions()) == 1
+    world.later(1)
+    world.capture(_traffic(500, shifted=False, seed=4))
+    assert world.check().episode == "closed"
+    world.later(1)
+    world.capture(_traffic(500, shifted=True, seed=5))
+    assert world.check().episode == "opened"
+    assert len(world.notifier.sent) == 2
 
 
-def test_captures_of_an_older_champion_are_ignored(world):
-    monitor, store, *_ = world
-    _capture(store, _traffic(500, shifted=True), version=0)
-    assert monitor.check("churn").status == "insufficient-data"
+def test_retraining_waits_out_the_cooldown(world):
+    world.capture(_traffic(500, shifted=True))
+    first = world.check()
+    world.pipeline.finish(first.retraining.execution)
+    world.capture(_traffic(500, shifted=False, seed=2))
+    world.check()  # closes the episode
+    world.later(2)
+    world.capture(_traffic(500, shifted=True, seed=3))
+    again = world.check()
+    assert not again.retraining.start and "cooldown_hours (6)" in again.retraining.reason
+    assert world.registry.audit_records()[-1].details["retraining"]["decision"] == "skipped"
+
+
+def test_the_limits_each_name_their_setting():
+    now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    rules = Retraining(cooldown_hours=1, min_captured_rows=100, min_new_rows=10, daily_budget=2)
+
+    def decide(**changes):
+        arguments = {"now": now, "rows": 500, "new_rows": 50, "recent_starts": [], "running": None} | changes
+        return decide_retraining(rules, **arguments)
+
+    assert decide().start
+    assert "in progress: run-1" in decide(running="run-1").reason
+    assert "min_captured_rows (100)" in decide(rows=99).reason
+    assert "min_new_rows (10)" in decide(new_rows=9).reason and "loopml pipeline start" in decide(new_rows=9).reason
+    assert "cooldown_hours (1)" in decide(recent_starts=["2026-11-24T11:30:00.000000Z"]).reason
+    two = ["2026-11-24T01:00:00.000000Z", "2026-11-24T05:00:00.000000Z"]
+    assert "daily_budget (2)" in decide(recent_starts=two).reason
+    assert decide(recent_starts=["2026-11-23T23:00:00.000000Z", *two[:1]]).start  # yesterday's does not count
+
+
+def test_unchanged_data_is_not_retrained(world):
+    world.registry.dataset_versions("churn")[-1]  # v2 exists; a champion trained on it leaves nothing new
+    version = world.registry.champion_version("churn")
+    world.registry.table.put_unconditionally(
+        {
+            **world.registry.table.get("MODEL#churn", "V#00000001"),
+            "doc": json.dumps({**version.model_dump(), "dataset_version": 2}),
+        }
+    )
+    world.capture(_traffic(500, shifted=True))
+    result = world.check()
+    assert result.status == "drift" and not result.retraining.start and "min_new_rows" in result.retraining.reason
+    assert world.pipeline.executions() == []
+
+
+def test_captures_of_other_versions_are_counted_apart(world):
+    world.capture(_traffic(500, shifted=True), version=0)
+    result = world.check()
+    assert result.status == "insufficient-data" and result.window["other_versions"] == {"0": 500}
+
+
+def test_a_batch_that_is_not_capture_lines_is_skipped_and_named(world):
+    world.store.put(BUCKET, "captures/30d/churn/2026/11/24/10/zz-bad.gz", gzip.compress(b"{not json\n"))
+    world.capture(_traffic(500, shifted=False))
+    result = world.check()
+    assert result.status == "ok" and result.rows == 500
+    assert any("zz-bad.gz" in note for note in result.notes)
+
+
+class FlakyNotifier(InMemoryNotifier):
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = True
+
+    def publish(self, subject: str, message: str) -> str:
+        if self.down:
+            raise ConnectionError("SNS unreachable")
+        return super().publish(subject, message)
+
+
+def test_an_alert_that_failed_to_publish_is_sent_by_the_next_check_once(world):
+    flaky = FlakyNotifier()
+    world.monitor.notifier = flaky
+    world.capture(_traffic(500, shifted=True))
+    with pytest.raises(ConnectionError):
+        world.monitor.check_all()
+    assert [a.id for a in world.registry.pending_alerts()] and flaky.sent == []
+    flaky.down = False
+    world.monitor.check_all()
+    world.monitor.check_all()
+    assert len(flaky.sent) == 1 and world.registry.pending_alerts() == []
+
+
+def test_a_check_retried_after_its_write_failed_starts_and_alerts_once(world):
+    world.capture(_traffic(500, shifted=True))
+    record_check = world.registry.record_check
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("DynamoDB unreachable")
+
+    world.registry.record_check = unreachable
+    with pytest.raises(ConnectionError):
+        world.check()
+    world.registry.record_check = record_check
+    [started] = world.pipeline.executions()
+    retried = world.check()
+    assert retried.status == "drift" and retried.alert is not None
+    assert retried.retraining.start and retried.retraining.execution == started.name  # the same run, recorded
+    assert len(world.pipeline.executions()) == 1 and len(world.notifier.sent) == 1
+    assert [r.action for r in world.registry.audit_records()].count("model.monitoring.drift") == 1
 
 
 def test_a_model_without_champion_is_skipped():

@@ -247,11 +247,13 @@ def test_a_writer_that_lost_the_audit_head_retries(registry):
         item = original_get(pk, sk)
         if (pk, sk) == (AUDIT_PK, "HEAD") and not raced["done"]:
             raced["done"] = True
-            Registry(table, actor="other").record_drift("churn", {"psi": {}}, "none")  # moves the head meanwhile
+            other = Registry(table, actor="other")
+            state = other.monitor_state("churn")
+            other.record_check(state, state, {"status": "ok"})  # moves the head meanwhile
         return item
 
     table.get = racing_get  # type: ignore[method-assign]
     registry.register_dataset_version("churn", upload=_upload("1"), build=_dataset_version)
     table.get = original_get  # type: ignore[method-assign]
     assert registry.verify_audit().ok
-    assert [r.action for r in registry.audit_records()][-2:] == ["model.drift.detected", "dataset.version.registered"]
+    assert [r.action for r in registry.audit_records()][-2:] == ["model.monitoring.ok", "dataset.version.registered"]

@@ -27,6 +27,7 @@ window are counted apart and merged, and a check costs features x bins whatever 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -183,6 +184,14 @@ def profile_from_entries(contract: DatasetContract, rows: int, features: Mapping
         PREDICTION: None,
         "target": None,
     }
+
+
+def load_profile(raw: bytes | str) -> dict[str, Any]:
+    """A stored profile (JSON), checked to be one: a baseline that is not is the platform's fault, not traffic's."""
+    profile: Any = json.loads(raw)
+    if not isinstance(profile, dict) or not isinstance(profile.get("features"), dict):
+        raise ValueError("not a LoopML profile: no 'features' mapping")
+    return profile
 
 
 def _observe(entry: Mapping[str, Any], values: Sequence[Any]) -> dict[str, Any]:

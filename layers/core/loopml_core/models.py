@@ -133,3 +133,37 @@ class AuditRecord(BaseModel):
     details: dict[str, Any]
     prev_hash: str
     hash: str
+
+
+class DriftEpisode(BaseModel):
+    """A stretch of consecutive checks that found drift: alerted once, when it began."""
+
+    since: str  # when the check that opened it ran
+    window: str  # the window that opened it
+    columns: list[str]
+
+
+class MonitorState(BaseModel):
+    """Where a model's monitoring stands: what has been read, whether it is drifting, what it has started.
+
+    `revision` guards every change: a check writes its state only over the one it read, in the same transaction
+    as its audit record, so a retried or concurrent check cannot skip a window or record one twice.
+    """
+
+    model: str
+    revision: int = 0
+    cursor: str | None = None  # the last capture object counted, as `<hour path>/<object name>`
+    episode: DriftEpisode | None = None
+    retrain_starts: list[str] = Field(default_factory=list)  # monitoring-triggered starts of the last 24 hours
+    last_check: str | None = None
+
+
+class Alert(BaseModel):
+    """An alert to publish, written in the transaction of the check that raised it and published after it, so a
+    failed publish is retried by the next check instead of lost; its id is derived from the model and window."""
+
+    id: str
+    subject: str
+    message: str
+    created_at: str
+    sent: bool = False

@@ -8,6 +8,7 @@ records.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable
@@ -20,11 +21,13 @@ from loopml_core.contract import DatasetContract
 from loopml_core.errors import ConflictError, NotFoundError
 from loopml_core.models import (
     CHAMPION,
+    Alert,
     AuditRecord,
     Champion,
     Dataset,
     DatasetVersion,
     ModelVersion,
+    MonitorState,
     PipelineRun,
     RunStatus,
     UploadOutcome,
@@ -38,6 +41,8 @@ DATASETS_INDEX_PK = "DATASETS"
 UNDECLARED = "_undeclared"  # the dataset that uploads naming no declared dataset are recorded under
 MODELS_INDEX_PK = "MODELS"
 COMMIT_ATTEMPTS = 5
+MONITOR_SK = "MONITOR"
+OUTBOX_PK = "OUTBOX"
 
 
 def _dataset_pk(name: str) -> str:
@@ -470,21 +475,37 @@ class Registry:
 
     # -- monitoring -----------------------------------------------------------------------------------------------
 
-    def record_drift(self, model: str, report: dict[str, Any], action: str) -> AuditRecord:
-        """Audit a drift check that found drift, with what was done about it."""
-        event = Event("model.drift.detected", f"model/{model}", {"report": report, "action": action})
-        return self._commit([], [event])[0]
+    def monitor_state(self, model: str) -> MonitorState:
+        item = self.table.get(_model_pk(model), MONITOR_SK)
+        return MonitorState(**_doc(item)) if item else MonitorState(model=model)
 
-    def cursor(self, name: str) -> str | None:
-        item = self.table.get("CURSOR", name)
-        return str(item["value"]) if item else None
+    def record_check(
+        self, previous: MonitorState, state: MonitorState, details: dict[str, Any], alert: Alert | None = None
+    ) -> AuditRecord:
+        """Move a model's monitoring state, with the check's audit record and its alert (if any), in one transaction.
 
-    def advance_cursor(self, name: str, value: str) -> None:
-        """Monotonic bookmark (e.g. the last capture file a drift check read). Not audited: it changes no state."""
-        current = self.table.get("CURSOR", name)
-        item: Item = {"pk": "CURSOR", "sk": name, "value": value}
-        put = Put(item, if_equals={"value": str(current["value"])}) if current else Put(item, if_absent=True)
-        self.table.transact([put])
+        Conditional on the state still being `previous`: a check that lost a race, or a retry of one that already
+        committed, raises ConflictError and changes nothing.
+        """
+        moved = state.model_copy(update={"revision": previous.revision + 1})
+        item = _doc_item(_model_pk(state.model), MONITOR_SK, moved.model_dump(), revision=moved.revision)
+        put = Put(item, if_equals={"revision": previous.revision}) if previous.revision else Put(item, if_absent=True)
+        puts = [put]
+        if alert is not None:
+            puts.append(Put(_doc_item(OUTBOX_PK, f"ALERT#{alert.id}", alert.model_dump(), sent=0), if_absent=True))
+        status = details.get("status", "checked")
+        event = Event(f"model.monitoring.{status}", f"model/{state.model}", details)
+        return self._commit(puts, [event])[0]
+
+    def pending_alerts(self) -> list[Alert]:
+        return [Alert(**_doc(item)) for item in self.table.query(OUTBOX_PK, "ALERT#") if not int(item.get("sent", 0))]
+
+    def alert_sent(self, alert: Alert) -> None:
+        """Mark an outbox alert published. Not audited: the check that raised it is."""
+        sent = alert.model_copy(update={"sent": True})
+        item = _doc_item(OUTBOX_PK, f"ALERT#{alert.id}", sent.model_dump(), sent=1)
+        with contextlib.suppress(ConflictError):  # marked by a concurrent delivery of the same alert
+            self.table.transact([Put(item, if_equals={"sent": 0})])
 
     # -- audit ----------------------------------------------------------------------------------------------------
 

@@ -17,8 +17,6 @@ class Settings(BaseModel):
     state_machine_arn: str | None = Field(default=None, alias="STATE_MACHINE_ARN")
     alert_topic_arn: str | None = Field(default=None, alias="ALERT_TOPIC_ARN")
     code_version: str = Field(default="dev", alias="LOOPML_CODE_VERSION")
-    drift_threshold: float = Field(default=0.2, alias="LOOPML_DRIFT_THRESHOLD")
-    drift_min_rows: int = Field(default=50, alias="LOOPML_DRIFT_MIN_ROWS")
     max_records_per_request: int = Field(default=1000, alias="LOOPML_MAX_RECORDS")
     max_upload_bytes: int | None = Field(default=None, alias="LOOPML_MAX_UPLOAD_BYTES")
 

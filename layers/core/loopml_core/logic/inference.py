@@ -1,24 +1,24 @@
 """Online predictions from the champion: validate the request against the contract, predict, capture.
 
 Imports onnxruntime and numpy only (through loopml_core.serving); never scikit-learn or pandas, never pickle.
+Capture goes to a `CaptureSink` (the function's log stream), never to S3 from the request path.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 from loopml_core.adapters.object_store import ObjectStore
-from loopml_core.clock import utc_now
+from loopml_core.capture import CaptureSink, capture_lines, retention_class, sampled
+from loopml_core.clock import iso
 from loopml_core.contract import DatasetContract, FeatureType
 from loopml_core.errors import FieldProblem, InvalidRequestError
 from loopml_core.registry import Registry
 from loopml_core.serving import OnnxModel
 
-CAPTURES = "captures/"
 MAX_PROBLEMS = 50
 
 
@@ -82,14 +82,30 @@ class LoadedModel:
     model: OnnxModel
 
 
+@dataclass(frozen=True)
+class Prediction:
+    model: str
+    version: int
+    request_id: str
+    predictions: list[dict[str, Any]]  # in record order, each with its `index` in the request
+
+
 class PredictionService:
     """Keeps the champion in memory for the life of the container and reloads it when the alias moves."""
 
-    def __init__(self, store: ObjectStore, registry: Registry, artifact_bucket: str, max_records: int = 1000) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        registry: Registry,
+        capture: CaptureSink,
+        max_records: int = 1000,
+        on_capture_error: Any = None,
+    ) -> None:
         self.store = store
         self.registry = registry
-        self.artifact_bucket = artifact_bucket
+        self.capture = capture
         self.max_records = max_records
+        self._on_capture_error = on_capture_error
         self._loaded: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
         self.loads = 0
@@ -121,23 +137,31 @@ class PredictionService:
             "features": [f.model_dump(mode="json", exclude_none=True) for f in contract.features],
         }
 
-    def predict(self, name: str, records: Any, request_id: str) -> tuple[int, list[dict[str, Any]]]:
+    def predict(self, name: str, records: Any, request_id: str) -> Prediction:
         loaded = self.champion(name)
         checked = validate_records(loaded.contract, records, self.max_records)
-        predictions = loaded.model.predict(checked)
-        self._capture(loaded, checked, predictions, request_id)
-        return loaded.version, predictions
+        outputs = loaded.model.predict(checked)
+        if sampled(loaded.contract.monitoring.sample_rate):
+            self._capture(loaded, checked, outputs, request_id)
+        predictions = [{"index": index, **output} for index, output in enumerate(outputs)]
+        return Prediction(name, loaded.version, request_id, predictions)
 
     def _capture(
         self, loaded: LoadedModel, records: list[dict[str, Any]], outputs: list[dict[str, Any]], request_id: str
     ) -> None:
-        now = utc_now()
-        key = f"{CAPTURES}{loaded.name}/{now:%Y/%m/%d/%H%M%S%f}-{request_id}.json"
-        document = {
-            "model": loaded.name,
-            "version": loaded.version,
-            "at": now.isoformat(),
-            "records": records,
-            "outputs": outputs,
-        }
-        self.store.put(self.artifact_bucket, key, json.dumps(document).encode(), "application/json")
+        lines = capture_lines(
+            model=loaded.name,
+            version=loaded.version,
+            retention=retention_class(loaded.contract.monitoring.retention_days),
+            request_id=request_id,
+            at=iso(),
+            features=loaded.contract.feature_names,
+            records=records,
+            outputs=outputs,
+            classes=loaded.model.classes,
+        )
+        try:
+            self.capture.emit(lines)
+        except (ValueError, TypeError, KeyError, OSError) as error:  # the answer matters more than its record
+            if self._on_capture_error is not None:
+                self._on_capture_error(error)

@@ -1,33 +1,147 @@
-"""The drift check: compare what the champion has seen since the last check with its training baseline."""
+"""The monitoring check: what the champion has served since the last check, against its training baseline.
+
+Captured traffic arrives as batches under `captures/<retention>/<model>/<hour>/` (loopml_core.capture). A check
+reads the batches after its cursor, counts them into drift tallies in bounded memory, judges every feature and the
+prediction, writes an HTML report, decides whether to retrain (within the contract's `retraining:` limits), and
+records all of it in one transaction: the new cursor, the drift episode, the audit record and the alert to send.
+The alert is published after the transaction and marked sent; one that failed to go out is sent by the next check.
+"""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+import hashlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
+from loopml_core import drift
 from loopml_core.adapters.notifier import Notifier
 from loopml_core.adapters.object_store import ObjectStore
 from loopml_core.adapters.pipeline import PipelineRunner
-from loopml_core.drift import compare
-from loopml_core.errors import NotFoundError
-from loopml_core.logic.inference import CAPTURES
-from loopml_core.logic.runs import start_training
+from loopml_core.capture import CAPTURE_PREFIX, retention_class
+from loopml_core.capture_reader import Counted, capture_batches, count_batch
+from loopml_core.clock import iso, utc_now
+from loopml_core.contract import RETENTION_DAYS, DatasetContract, Retraining
+from loopml_core.drift_report import render_report, report_key
+from loopml_core.errors import ConflictError, NotFoundError
+from loopml_core.logic.runs import execution_name, start_training
+from loopml_core.models import Alert, DriftEpisode, ModelVersion, MonitorState
 from loopml_core.registry import Registry
 
+WINDOW_OBJECTS = 2_000  # capture batches one check reads at most; a backlog is worked off over several checks
 
-@dataclass
-class DriftOutcome:
-    model: str
-    status: str  # no-champion | insufficient-data | ok | drift
-    rows: int = 0
-    per_feature: dict[str, float] = field(default_factory=dict)
-    drifted: list[str] = field(default_factory=list)
-    action: str = ""
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    start: bool
+    reason: str
     execution: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {"decision": "started" if self.start else "skipped", "reason": self.reason, "execution": self.execution}
+
+
+def decide_retraining(
+    rules: Retraining,
+    *,
+    now: datetime,
+    rows: int,
+    new_rows: int,
+    recent_starts: list[str],
+    running: str | None,
+) -> RetrainDecision:
+    """Whether monitoring may start a retraining run now, and if not, why not (each reason names its setting)."""
+    if running is not None:
+        return RetrainDecision(False, f"a run is already in progress: {running}")
+    if rows < rules.min_captured_rows:
+        return RetrainDecision(
+            False, f"the check saw {rows} rows, fewer than retraining.min_captured_rows ({rules.min_captured_rows})"
+        )
+    if new_rows < rules.min_new_rows:
+        return RetrainDecision(
+            False,
+            f"{new_rows} new accepted rows since the champion's dataset, fewer than retraining.min_new_rows "
+            f"({rules.min_new_rows}): upload fresh data, or run `loopml pipeline start` to retrain anyway",
+        )
+    starts = sorted(datetime.fromisoformat(s.replace("Z", "+00:00")) for s in recent_starts)
+    if starts and now - starts[-1] < timedelta(hours=rules.cooldown_hours):
+        ready = starts[-1] + timedelta(hours=rules.cooldown_hours)
+        return RetrainDecision(
+            False, f"retraining.cooldown_hours ({rules.cooldown_hours:g}) since the last start; next at {iso(ready)}"
+        )
+    today = [s for s in starts if s.date() == now.date()]
+    if len(today) >= rules.daily_budget:
+        return RetrainDecision(False, f"retraining.daily_budget ({rules.daily_budget}) already used today (UTC)")
+    return RetrainDecision(True, "within every retraining limit")
+
+
+@dataclass
+class CheckResult:
+    """One model's check: the document `loopml drift check --json` prints and the HTML report renders."""
+
+    model: str
+    status: str  # no-champion | insufficient-data | ok | drift
+    checked_at: str
+    version: int | None = None
+    rows: int = 0
+    min_rows: int = 0
+    window: dict[str, Any] = field(default_factory=dict)
+    report: drift.DriftReport | None = None
+    retraining: RetrainDecision | None = None
+    episode: str = "none"  # none | opened | continues | closed
+    alert: str | None = None
+    report_uri: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def drifted(self) -> list[str]:
+        return list(self.report.drifted) if self.report else []
+
+    @property
+    def action(self) -> str:
+        """One line on what the check did, for logs and the CLI."""
+        if self.retraining is None:
+            return ""
+        if self.retraining.start:
+            return f"started retraining: {self.retraining.execution}"
+        return f"not retrained: {self.retraining.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        columns = self.report.columns if self.report else {}
+        features = {name: _column(column) for name, column in columns.items() if name != drift.PREDICTION}
+        prediction = columns.get(drift.PREDICTION)
+        return {
+            "model": self.model,
+            "version": self.version,
+            "status": self.status,
+            "checked_at": self.checked_at,
+            "window": self.window,
+            "rows": self.rows,
+            "min_rows": self.min_rows,
+            "thresholds": asdict(self.report.thresholds) if self.report else None,
+            "features": features,
+            "prediction": _column(prediction) if prediction else None,
+            "drifted": self.drifted,
+            "episode": self.episode,
+            "performance": None,
+            "retraining": self.retraining.to_dict() if self.retraining else None,
+            "action": self.action,
+            "alert": self.alert,
+            "report": self.report_uri,
+            "notes": self.notes,
+        }
+
+
+def _column(column: drift.ColumnDrift) -> dict[str, Any]:
+    return {
+        **column.summary(),
+        "kind": column.kind,
+        "effect": round(column.effect, 6),
+        "buckets": column.buckets,
+        "expected": [round(v, 6) for v in column.expected],
+        "observed": [round(v, 6) for v in column.observed],
+    }
 
 
 class DriftMonitor:
@@ -38,75 +152,231 @@ class DriftMonitor:
         pipeline: PipelineRunner,
         notifier: Notifier,
         artifact_bucket: str,
-        threshold: float = 0.2,
-        min_rows: int = 50,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.store = store
         self.registry = registry
         self.pipeline = pipeline
         self.notifier = notifier
         self.artifact_bucket = artifact_bucket
-        self.threshold = threshold
-        self.min_rows = min_rows
+        self.clock = clock
 
-    def check_all(self) -> list[DriftOutcome]:
+    def check_all(self) -> list[CheckResult]:
+        self.deliver_alerts()
         return [self.check(name) for name in self.registry.models()]
 
-    def check(self, model: str) -> DriftOutcome:
+    def deliver_alerts(self) -> int:
+        """Publish alerts that checks recorded but could not send (say SNS was unreachable); returns how many."""
+        pending = self.registry.pending_alerts()
+        for alert in pending:
+            self.notifier.publish(alert.subject, alert.message)
+            self.registry.alert_sent(alert)
+        return len(pending)
+
+    def check(self, model: str) -> CheckResult:
+        now = self.clock()
         try:
             champion = self.registry.champion_version(model)
         except NotFoundError:
-            return DriftOutcome(model, "no-champion")
-        cursor_name = f"drift/{model}"
-        keys = self.store.list_keys(self.artifact_bucket, f"{CAPTURES}{model}/", self.registry.cursor(cursor_name))
-        records: list[dict[str, Any]] = []
-        outputs: list[dict[str, Any]] = []
-        for key in keys:
-            capture = json.loads(self.store.get(self.artifact_bucket, key))
-            if capture.get("version") == champion.version:
-                records.extend(capture["records"])
-                outputs.extend(capture["outputs"])
-        baseline = json.loads(
+            return CheckResult(model, "no-champion", iso(now))
+        contract = self.registry.contract(model)
+        state = self.registry.monitor_state(model)
+        profile = drift.load_profile(
             self.store.get(champion.baseline.bucket, champion.baseline.key, champion.baseline.version_id)
         )
-        report = compare(baseline, records, outputs, threshold=self.threshold, min_rows=self.min_rows)
-        if report.insufficient_data:
-            # Keep the cursor: the next check sees these rows plus newer ones.
-            return DriftOutcome(model, "insufficient-data", rows=report.rows)
-        self.registry.advance_cursor(cursor_name, keys[-1])
-        outcome = DriftOutcome(
-            model, "ok", rows=report.rows, per_feature=dict(report.per_feature), drifted=list(report.drifted)
-        )
-        if not report.has_drift:
-            return outcome
-        outcome.status = "drift"
-        latest = self.registry.latest_dataset_version(model)
-        if latest is None:
-            outcome.action = "no dataset version to retrain on"
-        else:
-            decision = start_training(
-                self.pipeline,
-                model=model,
-                dataset_version=latest.version,
-                trigger="drift",
-                reason=f"drift in {', '.join(report.drifted)}",
-                skip_if_running=True,
-            )
-            outcome.execution = decision.execution.name if decision.execution else None
-            outcome.action = (
-                f"started retraining on dataset v{latest.version}: {outcome.execution}"
-                if decision.started
-                else f"not restarted: {decision.reason}"
-            )
-        scores = ", ".join(f"{name}={outcome.per_feature[name]:.3f}" for name in outcome.drifted)
-        self.notifier.publish(
-            f"LoopML drift: {model} v{champion.version}",
-            f"Model {model} (champion v{champion.version}) drifted over PSI {self.threshold} on {report.rows} rows: "
-            f"{scores}. Action: {outcome.action}.",
-        )
-        self.registry.record_drift(
+        batches = self._batches_after(model, state.cursor)
+        window, counted = self._count(contract, profile, champion.version, batches)
+        settings = contract.monitoring
+        thresholds = drift.Thresholds(settings.drift.psi, settings.drift.p_value, settings.drift.min_effect)
+        report = drift.judge(profile, window, thresholds, min_rows=settings.min_rows)
+        result = CheckResult(
             model,
-            {"rows": report.rows, "psi": outcome.per_feature, "drifted": outcome.drifted, "threshold": self.threshold},
-            outcome.action,
+            "drift" if report.has_drift else "ok",
+            iso(now),
+            version=champion.version,
+            rows=counted.rows,
+            min_rows=settings.min_rows,
+            window=self._window(state.cursor, batches, counted),
+            report=report,
+            notes=[f"unreadable capture batch {note}" for note in counted.unreadable],
         )
-        return outcome
+        if report.insufficient_data and len(batches) < WINDOW_OBJECTS:
+            result.status = "insufficient-data"  # the cursor stays: the next check counts these rows again
+            return result
+        if report.insufficient_data:
+            result.status = "insufficient-data"
+            result.notes.append(f"{WINDOW_OBJECTS} batches hold too few rows of v{champion.version}: moved past them")
+        window_id = self._window_id(model, state.cursor, batches)
+        next_state = self._next_state(state, result, window_id, now, batches)
+        if result.status == "drift":
+            result.retraining = self._retrain(
+                model, contract, champion, result.drifted, counted.rows, state, now, window_id
+            )
+            if result.retraining.start:
+                next_state.retrain_starts.append(iso(now))
+            if result.episode == "opened":
+                result.alert = f"{model}-{window_id}"
+        result.report_uri = self._write_report(result, now)
+        alert = self._alert(result, now) if result.alert else None
+        details = {
+            "window": result.window,
+            "rows": result.rows,
+            "version": champion.version,
+            "drifted": result.drifted,
+            "psi": {name: round(psi, 6) for name, psi in report.per_feature.items()},
+            "episode": result.episode,
+            "retraining": result.retraining.to_dict() if result.retraining else None,
+            "alert": result.alert,
+            "report": result.report_uri,
+            "status": result.status,
+        }
+        try:
+            self.registry.record_check(state, next_state, details, alert)
+        except ConflictError:
+            # Another check (or an earlier attempt of this one) already recorded this window.
+            result.notes.append("this window was already recorded by another check")
+            return result
+        if alert is not None:
+            self.notifier.publish(alert.subject, alert.message)
+            self.registry.alert_sent(alert)
+        return result
+
+    # -- reading the window
+
+    def _batches_after(self, model: str, cursor: str | None) -> list[str]:
+        """Keys of the capture batches after `cursor`, oldest first, across every retention class."""
+        found: list[tuple[str, str]] = []
+        for days in RETENTION_DAYS:
+            prefix = f"{CAPTURE_PREFIX}{retention_class(days)}/{model}/"
+            start_after = prefix + cursor if cursor else None
+            found += [
+                (key[len(prefix) :], key) for key in self.store.list_keys(self.artifact_bucket, prefix, start_after)
+            ]
+        return [key for _suffix, key in sorted(found)[:WINDOW_OBJECTS]]
+
+    def _count(
+        self, contract: DatasetContract, profile: dict[str, Any], version: int, keys: list[str]
+    ) -> tuple[drift.Window, Counted]:
+        import pyarrow as pa
+
+        window, counted = drift.Window(), Counted()
+        for key in keys:
+            counted.objects += 1
+            try:
+                with self.store.open(self.artifact_bucket, key) as stream:
+                    for batch in capture_batches(contract, stream):
+                        count_batch(profile, version, batch, window, counted)
+            except (pa.ArrowInvalid, OSError, EOFError) as error:  # a batch that is not capture lines: skip it
+                counted.unreadable.append(f"{key}: {error}")
+        return window, counted
+
+    @staticmethod
+    def _suffix(key: str) -> str:
+        return key.split("/", 3)[3]  # after captures/<retention>/<model>/
+
+    def _window(self, cursor: str | None, keys: list[str], counted: Counted) -> dict[str, Any]:
+        return {
+            "after": cursor,
+            "through": self._suffix(keys[-1]) if keys else cursor,
+            "objects": len(keys),
+            "lines": counted.lines,
+            "other_versions": {str(v): n for v, n in sorted(counted.other_versions.items())},
+        }
+
+    def _window_id(self, model: str, cursor: str | None, keys: list[str]) -> str:
+        through = self._suffix(keys[-1]) if keys else ""
+        return hashlib.sha256(f"{model}|{cursor or ''}|{through}".encode()).hexdigest()[:16]
+
+    # -- deciding
+
+    def _next_state(
+        self, state: MonitorState, result: CheckResult, window_id: str, now: datetime, keys: list[str]
+    ) -> MonitorState:
+        episode = state.episode
+        if result.status == "drift":
+            if episode is None:
+                episode = DriftEpisode(since=iso(now), window=window_id, columns=result.drifted)
+                result.episode = "opened"
+            else:
+                result.episode = "continues"
+        elif episode is not None and result.status == "ok":
+            episode, result.episode = None, "closed"
+        day_ago = now - timedelta(hours=24)
+        recent = [s for s in state.retrain_starts if datetime.fromisoformat(s.replace("Z", "+00:00")) > day_ago]
+        return state.model_copy(
+            update={
+                "cursor": self._suffix(keys[-1]) if keys else state.cursor,
+                "episode": episode,
+                "retrain_starts": recent,
+                "last_check": iso(now),
+            }
+        )
+
+    def _retrain(
+        self,
+        model: str,
+        contract: DatasetContract,
+        champion: ModelVersion,
+        drifted: list[str],
+        rows: int,
+        state: MonitorState,
+        now: datetime,
+        window_id: str,
+    ) -> RetrainDecision:
+        versions = self.registry.dataset_versions(model)
+        new_rows = sum(v.rows for v in versions if v.version > champion.dataset_version)
+        running = self.pipeline.running_for(model)
+        unique = window_id[:12]  # a retried check names the same execution, and so starts no second one
+        if versions:
+            ours = execution_name(model, versions[-1].version, "drift", unique)
+            if any(execution.name == ours for execution in running):  # this window's run, from an earlier attempt
+                return RetrainDecision(True, f"retraining on dataset v{versions[-1].version}", ours)
+        decision = decide_retraining(
+            contract.retraining,
+            now=now,
+            rows=rows,
+            new_rows=new_rows,
+            recent_starts=state.retrain_starts,
+            running=running[0].name if running else None,
+        )
+        if not decision.start or not versions:
+            return decision
+        latest = versions[-1]
+        started = start_training(
+            self.pipeline,
+            model=model,
+            dataset_version=latest.version,
+            trigger="drift",
+            reason=f"drift in {', '.join(drifted)}",
+            skip_if_running=False,
+            unique=unique,
+        )
+        execution = started.execution.name if started.execution else None
+        return RetrainDecision(True, f"retraining on dataset v{latest.version}", execution)
+
+    @staticmethod
+    def _alert(result: CheckResult, now: datetime) -> Alert:
+        assert result.report is not None and result.alert is not None
+        lines = [
+            f"{name}: PSI {column.psi:.3f}, {column.test} {column.statistic:.3f} (p={column.p_value:.2g})"
+            for name, column in result.report.columns.items()
+            if column.drifted
+        ]
+        action = result.action or "no retraining decision"
+        return Alert(
+            id=result.alert,
+            subject=f"LoopML drift: {result.model} v{result.version}"[:100],
+            message=(
+                f"Model {result.model} (champion v{result.version}) drifted on {result.rows} captured rows.\n"
+                + "\n".join(lines)
+                + f"\nAction: {action}.\nReport: {result.report_uri or 'not written'}\n"
+                "One alert per drift episode: the next alert comes after a check finds no drift."
+            ),
+            created_at=iso(now),
+        )
+
+    def _write_report(self, result: CheckResult, now: datetime) -> str:
+        key = report_key(result.model, now)
+        result.report_uri = f"s3://{self.artifact_bucket}/{key}"
+        self.store.put(self.artifact_bucket, key, render_report(result.to_dict()).encode(), "text/html; charset=utf-8")
+        return result.report_uri

@@ -30,17 +30,20 @@ def start_training(
     trigger: str,
     reason: str,
     skip_if_running: bool,
+    unique: str | None = None,
 ) -> StartDecision:
     """Start the pipeline for `model` on `dataset_version`.
 
     Drift-triggered runs pass `skip_if_running`: a retrain already under way will pick up the same data, so a second
-    one would only race it.
+    one would only race it. `unique` ends the execution name (default: the time for a trigger other than upload); a
+    caller that passes one derived from what triggered the run makes a retried start the same execution.
     """
     if skip_if_running:
         running = pipeline.running_for(model)
         if running:
             return StartDecision(False, running[0], f"a run is already in progress: {running[0].name}")
-    unique = "" if trigger == "upload" else utc_now().strftime("%Y%m%dT%H%M%S")
+    if unique is None:
+        unique = "" if trigger == "upload" else utc_now().strftime("%Y%m%dT%H%M%S")
     name = execution_name(model, dataset_version, trigger, unique)
     payload = {"run": {"model": model, "dataset_version": dataset_version, "trigger": trigger, "reason": reason}}
     execution = pipeline.start(name, payload)

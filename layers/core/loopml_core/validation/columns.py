@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from loopml_core import drift
+from loopml_core.arrow_arrays import arrow_indices, bool_mask, float_values, valid_mask
 from loopml_core.contract import DatasetContract, FeatureType, Task
 from loopml_core.validation.csv_text import NEWLINE, NOT_UTF8, Segment, record_layout
 from loopml_core.validation.report import MAX_VALUE_CHARS, Issue, overall_issue, shorten
@@ -352,46 +353,6 @@ def check_numbers(cap: int, part: Part, column: ColumnPlan, array: Any) -> tuple
         values = values.copy()  # Arrow's buffer is read-only; only a column with invalid cells needs its own copy
         values[invalid] = np.nan
     return null, values
-
-
-def arrow_indices(rows: np.ndarray) -> Any:
-    """Row positions as an Arrow int64 array over the same memory (`pa.array` would import pandas to convert)."""
-    import pyarrow as pa
-
-    positions = np.ascontiguousarray(rows, dtype=np.int64)
-    return pa.Array.from_buffers(pa.int64(), len(positions), [None, pa.py_buffer(positions)])
-
-
-def float_values(array: Any) -> np.ndarray:
-    """A float64 Arrow array as numpy, with NaN for nulls: a read-only view of its buffer when it has no nulls.
-
-    Read from the data buffer directly: `Array.to_numpy` with nulls goes through pyarrow's pandas bridge, which
-    imports pandas where it is installed.
-    """
-    values = np.frombuffer(array.buffers()[1], dtype=np.float64, count=len(array), offset=array.offset * 8)
-    if array.null_count:
-        values = values.copy()
-        values[~valid_mask(array)] = np.nan
-    return values
-
-
-def bool_mask(array: Any) -> np.ndarray:
-    """A boolean Arrow array as a numpy bool array, null as False, unpacking bits rather than boxing values."""
-    n = len(array)
-    bits = np.unpackbits(np.frombuffer(array.buffers()[1], np.uint8), bitorder="little", count=array.offset + n)
-    mask = bits[array.offset :].view(bool)
-    if array.null_count:
-        mask = mask & valid_mask(array)
-    return mask
-
-
-def valid_mask(array: Any) -> np.ndarray:
-    """Which entries of an Arrow array are not null."""
-    n = len(array)
-    if not array.null_count:
-        return np.ones(n, dtype=bool)
-    bits = np.unpackbits(np.frombuffer(array.buffers()[0], np.uint8), bitorder="little", count=array.offset + n)
-    return bits[array.offset :].view(bool)
 
 
 def check_labels(cap: int, part: Part, column: ColumnPlan, array: Any) -> tuple[np.ndarray, dict[str, int]]:
