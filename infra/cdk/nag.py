@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Acknowledgment, Stack, Validations
 from constructs import IConstruct
 
@@ -14,9 +16,17 @@ def acknowledge(construct: IConstruct, rule_id: str, reason: str) -> None:
 
 
 def finding_resource(scope: IConstruct, value: str) -> str:
-    """A resource as cdk-nag writes it in a finding id: `Ref`s rendered as `<AWS::Region>`-style placeholders."""
+    """A resource as cdk-nag writes it in a finding id: `Ref`s rendered as `<AWS::Region>`-style placeholders and
+    attributes as `<LogicalId.Attribute>`."""
     resolved = Stack.of(scope).resolve(value)
     if isinstance(resolved, str):
         return resolved
+
+    def placeholder(part: dict[str, Any]) -> str:
+        if "Ref" in part:
+            return f"<{part['Ref']}>"
+        logical_id, attribute = part["Fn::GetAtt"]
+        return f"<{logical_id}.{attribute}>"
+
     _separator, parts = resolved["Fn::Join"]
-    return "".join(part if isinstance(part, str) else f"<{part['Ref']}>" for part in parts)
+    return "".join(part if isinstance(part, str) else placeholder(part) for part in parts)

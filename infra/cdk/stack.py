@@ -9,6 +9,7 @@ from constructs import Construct
 
 from infra.cdk.arns import Arns
 from infra.cdk.constructs.api import InferenceApi
+from infra.cdk.constructs.capture import CaptureDelivery
 from infra.cdk.constructs.functions import Functions
 from infra.cdk.constructs.layers import Layers
 from infra.cdk.constructs.monitoring import Monitoring
@@ -16,7 +17,7 @@ from infra.cdk.constructs.pipeline import Pipeline
 from infra.cdk.constructs.storage import Storage
 from infra.cdk.layer_bundling import LayerBuilder
 from infra.cdk.settings import DeploymentSettings
-from infra.declaration import API, Names
+from infra.declaration import API, CAPTURE_DELIVERY, Names
 
 
 class LoopMLStack(Stack):
@@ -44,6 +45,13 @@ class LoopMLStack(Stack):
         )
         self.api = InferenceApi(
             self, "Api", function=self.functions.functions[API.function], log_retention=settings.log_retention
+        )
+        self.capture = CaptureDelivery(
+            self,
+            "Capture",
+            spec=CAPTURE_DELIVERY,
+            bucket=self.storage.artifact_bucket,
+            log_group=self.functions.log_groups[CAPTURE_DELIVERY.function],
         )
         self.monitoring = Monitoring(
             self,

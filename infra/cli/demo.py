@@ -184,7 +184,7 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
                     say.check(code == 200, f"predict returned {code}")
                 say.say(f"{len(shifted)} predictions served and captured for monitoring")
 
-            with say.stage("The drift schedule fires: PSI, KS and chi² against the training baseline → alert → retrain"):
+            with say.stage("The drift schedule fires: PSI, KS and chi² against the baseline → alert → retrain"):
                 result = cloud.fire_schedule()["checks"][0]
                 say.check(result["status"] == "drift", f"drift check found no drift: {result}")
                 console.print(

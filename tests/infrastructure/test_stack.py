@@ -19,6 +19,7 @@ from infra.cdk.app_factory import SKIP_BUNDLING, create_app
 from infra.declaration import (
     API,
     ASYNC_INVOCATIONS,
+    CAPTURE_DELIVERY,
     DRIFT_SCHEDULE,
     FUNCTIONS,
     LAMBDA_RUNTIME,
@@ -30,6 +31,7 @@ from infra.declaration import (
     VALIDATION_FAILURES,
     Access,
     FunctionSpec,
+    capture_destination,
     function_environment,
 )
 
@@ -245,6 +247,47 @@ def test_predict_cannot_write_the_registry_nor_start_runs(template: Template) ->
     assert not {
         (a, r) for a, r in function_permissions(template, "predict") if r.startswith(bucket_arn(NAMES.data_bucket))
     }
+
+
+def test_predict_writes_no_object_it_captures_through_its_log_stream(template: Template) -> None:
+    actions = {action for action, _ in function_permissions(template, "predict")}
+    assert not {a for a in actions if a.startswith("s3:Put")}
+
+
+def test_capture_lines_reach_s3_through_the_declared_subscription_and_stream(template: Template) -> None:
+    spec = CAPTURE_DELIVERY
+    stream = template.one("AWS::KinesisFirehose::DeliveryStream", DeliveryStreamName=spec.physical_name())
+    destination = template.props(stream)["ExtendedS3DestinationConfiguration"]
+    delivery_role = destination["RoleARN"]["Fn::GetAtt"][0]
+    artifacts = bucket_id(template, NAMES.artifact_bucket)
+    expected = capture_destination(spec, {"Fn::GetAtt": [artifacts, "Arn"]}, {"Fn::GetAtt": [delivery_role, "Arn"]})
+    assert destination == expected  # the very configuration the local cloud creates on moto
+    assert template.props(stream)["DeliveryStreamEncryptionConfigurationInput"] == {"KeyType": "AWS_OWNED_CMK"}
+    writes = {(a, r) for a, r in permissions_of_role(template, delivery_role) if a == "s3:PutObject"}
+    assert writes == {
+        ("s3:PutObject", f"${{{artifacts}.Arn}}/{spec.prefix}*"),
+        ("s3:PutObject", f"${{{artifacts}.Arn}}/{spec.error_prefix}*"),
+    }
+    log_group = template.one(
+        "AWS::Logs::LogGroup", LogGroupName=f"/aws/lambda/{FUNCTIONS[spec.function].physical_name()}"
+    )
+    subscription = template.one("AWS::Logs::SubscriptionFilter", FilterPattern=spec.filter_pattern)
+    props = template.props(subscription)
+    assert props["LogGroupName"] == {"Ref": log_group} and props["DestinationArn"] == {"Fn::GetAtt": [stream, "Arn"]}
+    sender = props["RoleArn"]["Fn::GetAtt"][0]
+    assert permissions_of_role(template, sender) == {
+        ("firehose:PutRecord", f"${{{stream}.Arn}}"),
+        ("firehose:PutRecordBatch", f"${{{stream}.Arn}}"),
+    }
+
+
+def test_captures_expire_by_retention_class(template: Template) -> None:
+    rules = template.props(bucket_id(template, NAMES.artifact_bucket))["LifecycleConfiguration"]["Rules"]
+    expiring = {(r["Prefix"], r["ExpirationInDays"]) for r in rules if "ExpirationInDays" in r}
+    assert expiring == set(CAPTURE_DELIVERY.retention_prefixes())
+    assert all(r["NoncurrentVersionExpiration"]["NoncurrentDays"] == 1 for r in rules if "ExpirationInDays" in r)
+    data_rules = template.props(bucket_id(template, NAMES.data_bucket))["LifecycleConfiguration"]["Rules"]
+    assert not [r for r in data_rules if "ExpirationInDays" in r]  # uploads and datasets never expire
 
 
 def test_validate_may_start_only_the_pipeline(template: Template) -> None:

@@ -69,6 +69,7 @@ class Functions(Construct):
         super().__init__(scope, construct_id)
         self._names, self._arns, self._layers, self._log_retention = names, arns, layers, log_retention
         self.roles: dict[str, iam.Role] = {}
+        self.log_groups: dict[str, logs.LogGroup] = {}
         self._scopes: dict[str, Construct] = {}
         self.functions: dict[str, lambda_.Function] = {
             key: self._build_function(spec) for key, spec in FUNCTIONS.items()
@@ -77,7 +78,7 @@ class Functions(Construct):
 
     def _build_function(self, spec: FunctionSpec) -> lambda_.Function:
         scope = self._scopes[spec.key] = Construct(self, pascal_case(spec.key))
-        log_group = self._build_log_group(scope, spec)
+        log_group = self.log_groups[spec.key] = self._build_log_group(scope, spec)
         role = self.roles[spec.key] = self._build_role(scope, spec, log_group)
         function = lambda_.Function(
             scope,

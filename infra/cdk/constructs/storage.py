@@ -7,7 +7,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.declaration import Names
+from infra.declaration import CAPTURE_DELIVERY, Names
 
 
 class Storage(Construct):
@@ -15,7 +15,9 @@ class Storage(Construct):
         super().__init__(scope, construct_id)
         self.access_logs_bucket = self._build_access_logs_bucket()
         self.data_bucket = self._build_bucket("DataBucket", names.data_bucket, log_prefix="data/")
-        self.artifact_bucket = self._build_bucket("ArtifactBucket", names.artifact_bucket, log_prefix="artifacts/")
+        self.artifact_bucket = self._build_bucket(
+            "ArtifactBucket", names.artifact_bucket, log_prefix="artifacts/", expiring=self._capture_retention()
+        )
         self.registry_table = self._build_registry_table(names.registry_table)
 
     def _build_access_logs_bucket(self) -> s3.Bucket:
@@ -31,12 +33,28 @@ class Storage(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
 
-    def _build_bucket(self, construct_id: str, bucket_name: str, *, log_prefix: str) -> s3.Bucket:
+    @staticmethod
+    def _capture_retention() -> list[s3.LifecycleRule]:
+        """Captured traffic expires by retention class (the only objects that do); see CAPTURE_DELIVERY."""
+        return [
+            s3.LifecycleRule(
+                id=f"{CAPTURE_DELIVERY.key}-{days}d",
+                prefix=prefix,
+                expiration=Duration.days(days),
+                noncurrent_version_expiration=Duration.days(1),
+            )
+            for prefix, days in CAPTURE_DELIVERY.retention_prefixes()
+        ]
+
+    def _build_bucket(
+        self, construct_id: str, bucket_name: str, *, log_prefix: str, expiring: list[s3.LifecycleRule] | None = None
+    ) -> s3.Bucket:
         return s3.Bucket(
             self,
             construct_id,
             bucket_name=bucket_name,
-            # Every dataset and model version stays addressable by its S3 version id; nothing is ever deleted.
+            # Every dataset and model version stays addressable by its S3 version id; nothing is ever deleted, but
+            # for captured traffic, kept as long as its model's contract says.
             versioned=True,
             encryption=s3.BucketEncryption.S3_MANAGED,
             enforce_ssl=True,
@@ -44,7 +62,10 @@ class Storage(Construct):
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             server_access_logs_bucket=self.access_logs_bucket,
             server_access_logs_prefix=log_prefix,
-            lifecycle_rules=[s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(7))],
+            lifecycle_rules=[
+                s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(7)),
+                *(expiring or []),
+            ],
             removal_policy=RemovalPolicy.RETAIN,
         )
 

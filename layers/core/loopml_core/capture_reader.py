@@ -95,4 +95,5 @@ def _tally(entry: dict[str, Any], values: Any) -> drift.Tally:
         return drift.tally(entry, float_values(values.cast("float64")))
     counts = pc.value_counts(values.drop_null())
     labels = counts.field("values").to_pylist()  # one per distinct label, not per row
-    return drift.label_tally(entry, dict(zip(labels, counts.field("counts").to_pylist(), strict=True)), values.null_count)
+    tallied = dict(zip(labels, counts.field("counts").to_pylist(), strict=True))
+    return drift.label_tally(entry, tallied, values.null_count)
