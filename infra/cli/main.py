@@ -630,21 +630,26 @@ def _parse_pair(pair: str) -> tuple[str, Any]:
 
 @cli.group()
 def drift() -> None:
-    """Drift monitoring."""
+    """Monitoring: drift of live traffic against the training baseline, its reports, and retraining."""
 
 
 @drift.command("check")
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the structured result (what the report is made from).")
 @pass_context
-def drift_check(ctx: Context, name: str) -> None:
-    """Run the drift check for one model now (the schedule runs it for all models).
+def drift_check(ctx: Context, name: str, as_json: bool) -> None:
+    """Run the monitoring check for one model now (the schedule runs it hourly for every model).
 
-    Compares inputs and predictions captured since the last check with the champion's training baseline (PSI per
-    feature). On drift it alerts, records it in the audit trail and restarts the pipeline unless a run is going.
+    Counts the traffic captured since the last check against the champion's training baseline and judges each
+    feature and the prediction: PSI, plus a KS test (numbers) or chi-squared test (categories), with the
+    contract's `monitoring.drift` thresholds. On drift it alerts (once per drift episode), writes an HTML report
+    and restarts training within the contract's `retraining` limits; every decision is in the audit trail.
+    Exits 0 whatever it finds; with --json, `status` says what it found.
 
     \b
-    Example:
+    Examples:
       loopml drift check churn
+      loopml drift check churn --json | jq '.features | map_values(.psi)'
     """
     reply = ctx.backend.invoke(
         "drift_check",
@@ -660,10 +665,104 @@ def drift_check(ctx: Context, name: str) -> None:
             "detail": {"model": name},
         },
     )
-    for check in reply["checks"]:
-        terminal().print(f"{check['model']}: [bold]{check['status']}[/] on {check['rows']} rows {check['action']}")
-        if check["per_feature"]:
-            _table(["feature", "PSI"], [[k, f"{v:.3f}"] for k, v in check["per_feature"].items()])
+    checks = reply["checks"]
+    if as_json:
+        _print_json(checks[0] if len(checks) == 1 else checks)
+        return
+    for check in checks:
+        colour = {"drift": "red", "ok": "green"}.get(check["status"], "yellow")
+        window = check.get("window") or {}
+        terminal().print(
+            f"{check['model']} v{check.get('version') or '-'}: [bold {colour}]{check['status']}[/] on "
+            f"{check['rows']} captured rows ({window.get('objects', 0)} batches; needs {check.get('min_rows', 0)})"
+        )
+        columns = [*check.get("features", {}).items()]
+        if check.get("prediction"):
+            columns.append(("(prediction)", check["prediction"]))
+        if columns:
+            _table(
+                ["column", "PSI", "test", "statistic", "p-value", "drift"],
+                [
+                    [
+                        name,
+                        f"{c['psi']:.3f}",
+                        c["test"],
+                        f"{c['statistic']:.3f}",
+                        f"{c['p_value']:.2g}",
+                        "yes" if c["drifted"] else "",
+                    ]
+                    for name, c in columns
+                ],
+            )
+        for line in filter(None, [check.get("action"), *(check.get("notes") or [])]):
+            terminal().print(f"  {line}")
+        if check.get("report"):
+            terminal().print(f"  report: {check['report']}  (loopml drift report {check['model']} --open)")
+
+
+@drift.command("report")
+@click.argument("name")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), help="Where to save the HTML page.")
+@click.option("--open", "open_it", is_flag=True, help="Open the page in the default browser.")
+@pass_context
+def drift_report(ctx: Context, name: str, out: Path | None, open_it: bool) -> None:
+    """Fetch the latest monitoring report of a model: one self-contained HTML page, readable offline.
+
+    Per feature and for the prediction it plots the training baseline against the checked window, with the
+    statistics and the verdict; live performance appears once labels have been uploaded. It holds summaries
+    only, never a captured row.
+
+    \b
+    Examples:
+      loopml drift report churn --open
+      loopml drift report churn --out churn-drift.html
+    """
+    backend = ctx.backend
+    keys = backend.store.list_keys(backend.names.artifact_bucket, f"reports/{name}/")
+    if not keys:
+        raise click.ClickException(f"no report for '{name}' yet: run `loopml drift check {name}` first")
+    key = keys[-1]  # the names sort by the time of the check
+    target = out or Path(f"{name}-{PurePosixPath(key).stem}.html")
+    target.write_bytes(backend.store.get(backend.names.artifact_bucket, key))
+    terminal().print(f"s3://{backend.names.artifact_bucket}/{key} -> {target}")
+    if open_it:
+        import webbrowser
+
+        webbrowser.open(target.resolve().as_uri())
+
+
+@cli.group()
+def alerts() -> None:
+    """Where LoopML's alerts go: drift, performance drops, failed uploads, alarms."""
+
+
+@alerts.command("subscribe")
+@click.argument("endpoint")
+@pass_context
+def alerts_subscribe(ctx: Context, endpoint: str) -> None:
+    """Send the alert topic's messages to an e-mail address or an HTTPS endpoint (e.g. a chat webhook).
+
+    An e-mail address receives a confirmation message first: alerts flow once the link in it is followed. At
+    deploy time, `cdk deploy -c alertEmail=you@example.com` subscribes an address with the stack.
+
+    \b
+    Examples:
+      loopml alerts subscribe oncall@example.com
+      loopml alerts subscribe https://hooks.example.com/loopml
+    """
+    if endpoint.startswith("https://"):
+        protocol = "https"
+    elif "@" in endpoint and " " not in endpoint and not endpoint.startswith(("http:", "https:")):
+        protocol = "email"
+    else:
+        raise click.BadParameter("give an e-mail address or an https:// URL", param_hint="ENDPOINT")
+    backend = ctx.backend
+    reply = backend.client("sns").subscribe(
+        TopicArn=backend.names.alert_topic_arn(), Protocol=protocol, Endpoint=endpoint, ReturnSubscriptionArn=True
+    )
+    terminal().print(f"subscribed {endpoint} ({protocol}): {reply['SubscriptionArn']}")
+    if protocol == "email":
+        terminal().print("confirm with the link in the message AWS sends; alerts flow after that")
 
 
 @cli.group()

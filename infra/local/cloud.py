@@ -46,7 +46,7 @@ LOCAL_ONLY_ENV = {"POWERTOOLS_TRACE_DISABLED": "true"}
 ALERT_INBOX_QUEUE = f"{decl.PREFIX}-alerts-inbox"
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 DEFAULT_ASYNC_RETRIES = 2  # Lambda's, for a function without an event invoke configuration
-LOG_EVENTS_KEPT = 10_000  # per log stream; CloudWatch keeps a log group's events for its retention instead
+LOG_EVENTS_KEPT = 1_000  # per log stream; CloudWatch keeps a log group's events for its retention instead
 
 
 @dataclass

@@ -86,3 +86,25 @@ def test_real_clients_drive_the_loop(local_up, tmp_path):
     assert verified.exit_code == 0 and "intact" in verified.output
     models = runner.invoke(cli, ["models", "show", "churn", "--json"])
     assert json.loads(models.output)["champion"] == 1
+
+    # Monitoring from the CLI: the check counts what was served since, and its report comes back as one HTML page.
+    traffic = {"records": data.requests_for(data.customers(200, seed=4, shifted=True))}
+    for _ in range(2):
+        code, _, _ = http_json("POST", f"{info['api_url']}/v1/models/churn/predict", traffic, info["ca_cert"])
+        assert code == 200
+    checked = runner.invoke(cli, ["drift", "check", "churn", "--json"])
+    assert checked.exit_code == 0, checked.output
+    check = json.loads(checked.output)
+    assert check["rows"] == 402 and check["status"] in {"ok", "drift"}
+    assert set(check["features"]["plan"]) >= {"psi", "test", "statistic", "p_value", "drifted"}
+    assert check["report"].startswith(f"s3://{info['artifact_bucket']}/reports/churn/")
+    page = tmp_path / "report.html"
+    fetched = runner.invoke(cli, ["drift", "report", "churn", "--out", str(page)])
+    assert fetched.exit_code == 0 and page.read_text().startswith("<!DOCTYPE html>")
+
+    subscribed = runner.invoke(cli, ["alerts", "subscribe", "https://hooks.example.com/loopml"])
+    assert subscribed.exit_code == 0, subscribed.output
+    sns = boto3.client("sns", endpoint_url=info["aws_endpoint"], region_name="us-east-1")
+    endpoints = {s["Endpoint"] for s in sns.list_subscriptions()["Subscriptions"]}
+    assert "https://hooks.example.com/loopml" in endpoints
+    assert runner.invoke(cli, ["alerts", "subscribe", "not-an-endpoint"]).exit_code == 2

@@ -26,6 +26,8 @@ COMMANDS = [
     ["models", "rollback"],
     ["predict"],
     ["drift", "check"],
+    ["drift", "report"],
+    ["alerts", "subscribe"],
     ["audit", "list"],
     ["audit", "verify"],
 ]
@@ -48,6 +50,8 @@ def test_every_command_has_help(command):
         ["models", "show"],
         ["predict"],
         ["drift", "check"],
+        ["drift", "report"],
+        ["alerts", "subscribe"],
         ["audit", "verify"],
         ["local", "info"],
     ],

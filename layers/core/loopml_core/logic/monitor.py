@@ -133,6 +133,15 @@ class CheckResult:
         }
 
 
+def _hour_of(suffix: str) -> str | None:
+    """The hour partition a batch was delivered in (`2026/11/24/10/...`), as an ISO time."""
+    parts = suffix.split("/")
+    if len(parts) < 5 or not all(part.isdigit() for part in parts[:4]):
+        return None
+    year, month, day, hour = parts[:4]
+    return f"{year}-{month}-{day}T{hour}:00:00+00:00"
+
+
 def _column(column: drift.ColumnDrift) -> dict[str, Any]:
     return {
         **column.summary(),
@@ -275,7 +284,10 @@ class DriftMonitor:
         return key.split("/", 3)[3]  # after captures/<retention>/<model>/
 
     def _window(self, cursor: str | None, keys: list[str], counted: Counted) -> dict[str, Any]:
+        hours = [_hour_of(self._suffix(key)) for key in (keys[0], keys[-1])] if keys else [None, None]
         return {
+            "start": hours[0],
+            "end": hours[1],
             "after": cursor,
             "through": self._suffix(keys[-1]) if keys else cursor,
             "objects": len(keys),
