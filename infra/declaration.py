@@ -305,6 +305,8 @@ MODELS_PREFIX = "models/"
 REPORTS_PREFIX = "reports/"
 LABELS_PREFIX = "labels/"
 
+CAPTURE_DELIVERY_BUFFER_S = 300  # Firehose's buffering interval for captured traffic
+
 # Uploads larger than this are quarantined unread (the validation function's LOOPML_MAX_UPLOAD_BYTES).
 MAX_UPLOAD_BYTES = 5 * 1024**3
 
@@ -409,6 +411,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             ),
             memory_mb=1024,
             timeout_s=300,
+            # An hour of captures is complete once Firehose's buffer for it must have been written, and then some.
+            environment=(("LOOPML_CAPTURE_SETTLE_SECONDS", str(CAPTURE_DELIVERY_BUFFER_S + 600)),),
         ),
     )
 }
@@ -443,7 +447,7 @@ CAPTURE_DELIVERY = CaptureDeliverySpec(
     error_prefix=CAPTURE_ERRORS_PREFIX,
     # Dynamic partitioning needs at least 64 MB; five minutes bounds how late a capture reaches S3.
     buffer_mb=64,
-    buffer_s=300,
+    buffer_s=CAPTURE_DELIVERY_BUFFER_S,
     retention_classes=RETENTION_DAYS,  # the contract's `monitoring.retention_days` picks one
 )
 

@@ -30,6 +30,7 @@ def monitor() -> DriftMonitor:
         StepFunctionsRunner(settings.state_machine_arn),
         SnsNotifier(settings.alert_topic_arn),
         settings.artifact_bucket,
+        settle_seconds=settings.capture_settle_seconds,
     )
 
 

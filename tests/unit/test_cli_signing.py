@@ -8,8 +8,9 @@ from infra.declaration import Names
 
 
 def test_signed_headers_carry_a_sigv4_authorization_for_execute_api():
-    headers = _sigv4_headers("POST", "https://abc.execute-api.eu-west-1.amazonaws.com/v1/models/churn/predict",
-                             {"records": []}, "eu-west-1")
+    headers = _sigv4_headers(
+        "POST", "https://abc.execute-api.eu-west-1.amazonaws.com/v1/models/churn/predict", {"records": []}, "eu-west-1"
+    )
     assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=")
     assert "/eu-west-1/execute-api/aws4_request" in headers["Authorization"]
     assert headers["Content-Type"] == "application/json" and "X-Amz-Date" in headers
@@ -23,8 +24,14 @@ def test_only_the_deployed_backend_signs(monkeypatch):
         return 200, {}, {}
 
     monkeypatch.setattr(backend_module, "http_json", fake_http_json)
-    deployed = Backend("eu-west-1", None, "https://abc.execute-api.eu-west-1.amazonaws.com/v1", None,
-                       Names("1", "eu-west-1"), sign_requests=True)
+    deployed = Backend(
+        "eu-west-1",
+        None,
+        "https://abc.execute-api.eu-west-1.amazonaws.com/v1",
+        None,
+        Names("1", "eu-west-1"),
+        sign_requests=True,
+    )
     deployed.http("GET", "/health")
     assert sent["headers"]["Authorization"].startswith("AWS4-HMAC-SHA256")
     local = Backend("us-east-1", "http://127.0.0.1:4566", "https://127.0.0.1:8443", None, Names("1", "us-east-1"))

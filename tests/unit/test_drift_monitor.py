@@ -119,7 +119,7 @@ class World:
         self.notifier, self.registry, self.clock = notifier, registry, clock
         self.batches = 0
 
-    def capture(self, records, version=1, retention="30d"):
+    def capture(self, records, version=1, retention="30d", hour=10, name=None):
         """One gzipped batch as Firehose writes it, one line per request of ten records."""
         self.batches += 1
         outputs = [{"label": "yes" if r["tenure_months"] < 10 else "no"} for r in records]
@@ -136,7 +136,8 @@ class World:
                 outputs=[{"value": o["label"]} for o in outputs[start : start + 10]],
                 classes=None,
             )
-        key = f"captures/{retention}/churn/2026/11/24/10/loopml-captures-1-2026-11-24-10-00-{self.batches:02d}-x.gz"
+        name = name or f"loopml-captures-1-2026-11-24-{hour:02d}-00-{self.batches:02d}-x.gz"
+        key = f"captures/{retention}/churn/2026/11/24/{hour:02d}/{name}"
         self.store.put(BUCKET, key, gzip.compress("".join(line + "\n" for line in lines).encode()))
         return key
 
@@ -250,6 +251,23 @@ def test_unchanged_data_is_not_retrained(world):
     result = world.check()
     assert result.status == "drift" and not result.retraining.start and "min_new_rows" in result.retraining.reason
     assert world.pipeline.executions() == []
+
+
+def test_a_batch_filed_late_under_an_hour_already_read_is_counted_once(world):
+    world.clock.now = datetime(2026, 11, 24, 10, 30, tzinfo=UTC)
+    world.capture(_traffic(300, shifted=False), hour=10, name="b-10-29.gz")
+    assert world.check().rows == 300
+    world.clock.now = datetime(2026, 11, 24, 11, 5, tzinfo=UTC)
+    world.capture(_traffic(300, shifted=False, seed=2), hour=11, name="b-11-04.gz")
+    world.capture(_traffic(200, shifted=False, seed=3), hour=10, name="b-11-03.gz")  # buffered since 10:58
+    assert world.check().rows == 500
+    world.clock.now = datetime(2026, 11, 24, 11, 20, tzinfo=UTC)  # hour 10 is closed now
+    world.capture(_traffic(100, shifted=False, seed=4), hour=10, name="b-11-00.gz")  # later still
+    again = world.check()
+    assert again.rows == 100  # read once: the cursor moves past hour 10 only after this check
+    state = world.registry.monitor_state("churn")
+    assert state.cursor == "2026/11/24/10/b-11-03.gz" and state.open_batches == ["2026/11/24/11/b-11-04.gz"]
+    assert world.check().rows == 0
 
 
 def test_captures_of_other_versions_are_counted_apart(world):

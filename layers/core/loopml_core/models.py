@@ -152,7 +152,8 @@ class MonitorState(BaseModel):
 
     model: str
     revision: int = 0
-    cursor: str | None = None  # the last capture object counted, as `<hour path>/<object name>`
+    cursor: str | None = None  # every batch up to this one (`<hour path>/<object name>`) has been read
+    open_batches: list[str] = Field(default_factory=list)  # batches read in hours where more may still appear
     episode: DriftEpisode | None = None
     retrain_starts: list[str] = Field(default_factory=list)  # monitoring-triggered starts of the last 24 hours
     last_check: str | None = None

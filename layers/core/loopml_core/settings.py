@@ -19,6 +19,7 @@ class Settings(BaseModel):
     code_version: str = Field(default="dev", alias="LOOPML_CODE_VERSION")
     max_records_per_request: int = Field(default=1000, alias="LOOPML_MAX_RECORDS")
     max_upload_bytes: int | None = Field(default=None, alias="LOOPML_MAX_UPLOAD_BYTES")
+    capture_settle_seconds: int = Field(default=900, alias="LOOPML_CAPTURE_SETTLE_SECONDS")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -1,7 +1,7 @@
 """The monitoring check: what the champion has served since the last check, against its training baseline.
 
 Captured traffic arrives as batches under `captures/<retention>/<model>/<hour>/` (loopml_core.capture). A check
-reads the batches after its cursor, counts them into drift tallies in bounded memory, judges every feature and the
+reads the batches it has not read yet, counts them into drift tallies in bounded memory, judges every feature and the
 prediction, writes an HTML report, decides whether to retrain (within the contract's `retraining:` limits), and
 records all of it in one transaction: the new cursor, the drift episode, the audit record and the alert to send.
 The alert is published after the transaction and marked sent; one that failed to go out is sent by the next check.
@@ -30,6 +30,10 @@ from loopml_core.models import Alert, DriftEpisode, ModelVersion, MonitorState
 from loopml_core.registry import Registry
 
 WINDOW_OBJECTS = 2_000  # capture batches one check reads at most; a backlog is worked off over several checks
+# Firehose files a batch under the hour its first record arrived in and writes it up to its buffering interval later,
+# so a batch can still appear in an hour for a while after the hour ends. An hour is closed this long after its end;
+# until then the check remembers which of its batches it has read instead of moving its cursor past them.
+SETTLE_SECONDS = 900
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,7 @@ class DriftMonitor:
         notifier: Notifier,
         artifact_bucket: str,
         clock: Callable[[], datetime] = utc_now,
+        settle_seconds: int = SETTLE_SECONDS,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -169,6 +174,7 @@ class DriftMonitor:
         self.notifier = notifier
         self.artifact_bucket = artifact_bucket
         self.clock = clock
+        self.settle = timedelta(seconds=settle_seconds)
 
     def check_all(self) -> list[CheckResult]:
         self.deliver_alerts()
@@ -193,7 +199,7 @@ class DriftMonitor:
         profile = drift.load_profile(
             self.store.get(champion.baseline.bucket, champion.baseline.key, champion.baseline.version_id)
         )
-        batches = self._batches_after(model, state.cursor)
+        batches = self._unread_batches(model, state)
         window, counted = self._count(contract, profile, champion.version, batches)
         settings = contract.monitoring
         thresholds = drift.Thresholds(settings.drift.psi, settings.drift.p_value, settings.drift.min_effect)
@@ -215,7 +221,7 @@ class DriftMonitor:
         if report.insufficient_data:
             result.status = "insufficient-data"
             result.notes.append(f"{WINDOW_OBJECTS} batches hold too few rows of v{champion.version}: moved past them")
-        window_id = self._window_id(model, state.cursor, batches)
+        window_id = self._window_id(model, batches)
         next_state = self._next_state(state, result, window_id, now, batches)
         if result.status == "drift":
             result.retraining = self._retrain(
@@ -252,15 +258,16 @@ class DriftMonitor:
 
     # -- reading the window
 
-    def _batches_after(self, model: str, cursor: str | None) -> list[str]:
-        """Keys of the capture batches after `cursor`, oldest first, across every retention class."""
+    def _unread_batches(self, model: str, state: MonitorState) -> list[str]:
+        """Keys of the capture batches not read yet, oldest first, across every retention class: those after the
+        cursor that are not among the batches already read in hours still open."""
+        read = set(state.open_batches)
         found: list[tuple[str, str]] = []
         for days in RETENTION_DAYS:
             prefix = f"{CAPTURE_PREFIX}{retention_class(days)}/{model}/"
-            start_after = prefix + cursor if cursor else None
-            found += [
-                (key[len(prefix) :], key) for key in self.store.list_keys(self.artifact_bucket, prefix, start_after)
-            ]
+            start_after = prefix + state.cursor if state.cursor else None
+            keys = self.store.list_keys(self.artifact_bucket, prefix, start_after)
+            found += [(key[len(prefix) :], key) for key in keys if key[len(prefix) :] not in read]
         return [key for _suffix, key in sorted(found)[:WINDOW_OBJECTS]]
 
     def _count(
@@ -295,9 +302,9 @@ class DriftMonitor:
             "other_versions": {str(v): n for v, n in sorted(counted.other_versions.items())},
         }
 
-    def _window_id(self, model: str, cursor: str | None, keys: list[str]) -> str:
-        through = self._suffix(keys[-1]) if keys else ""
-        return hashlib.sha256(f"{model}|{cursor or ''}|{through}".encode()).hexdigest()[:16]
+    def _window_id(self, model: str, keys: list[str]) -> str:
+        """The same batches make the same id: a retried check names the same execution and the same alert."""
+        return hashlib.sha256("|".join([model, *keys]).encode()).hexdigest()[:16]
 
     # -- deciding
 
@@ -315,14 +322,28 @@ class DriftMonitor:
             episode, result.episode = None, "closed"
         day_ago = now - timedelta(hours=24)
         recent = [s for s in state.retrain_starts if datetime.fromisoformat(s.replace("Z", "+00:00")) > day_ago]
+        cursor, still_open = state.cursor, []
+        for suffix in sorted([*state.open_batches, *(self._suffix(key) for key in keys)]):
+            if self._closed(suffix, now):
+                cursor = max(cursor or suffix, suffix)
+            else:
+                still_open.append(suffix)
         return state.model_copy(
             update={
-                "cursor": self._suffix(keys[-1]) if keys else state.cursor,
+                "cursor": cursor,
+                "open_batches": still_open,
                 "episode": episode,
                 "retrain_starts": recent,
                 "last_check": iso(now),
             }
         )
+
+    def _closed(self, suffix: str, now: datetime) -> bool:
+        """Whether no batch can appear any more in the hour `suffix` was filed under."""
+        hour = _hour_of(suffix)
+        if hour is None:
+            return True
+        return datetime.fromisoformat(hour) + timedelta(hours=1) + self.settle <= now
 
     def _retrain(
         self,
