@@ -280,7 +280,7 @@ class LocalCloud:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.state_dir / "functions.log"
         self._log = self.log_path.open("a", encoding="utf-8")
-        self.runner = HandlerRunner(self._log, self._ship_logs)
+        self.runner = HandlerRunner(self._log, self.ship_logs)
         self.delivery = FirehoseS3Delivery(self._write_delivered_object)
         self._log_streams: dict[str, str] = {}  # function name -> its log stream (one container per function)
         self._mock: Any = None
@@ -398,7 +398,7 @@ class LocalCloud:
         self._patch(LogStream, "_send_log_events", send_matching)
         self._patch(FirehoseBackend, "send_log_event", firehose_processes)
 
-    def _ship_logs(self, function_name: str, text: str) -> None:
+    def ship_logs(self, function_name: str, text: str) -> None:
         """What Lambda does with what a function prints: events in its log group, where one is declared."""
         from moto.logs.models import logs_backends
 
