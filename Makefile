@@ -40,6 +40,8 @@ package-size: install
 bench: install
 	$(BIN)/python benchmarks/bench_inference.py
 	$(BIN)/python benchmarks/bench_validation.py
+	$(BIN)/python benchmarks/bench_capture.py
+	$(BIN)/python benchmarks/bench_monitoring.py
 	$(BIN)/python benchmarks/bench_loop.py
 
 clean:
