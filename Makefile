@@ -40,6 +40,7 @@ package-size: install
 bench: install
 	$(BIN)/python benchmarks/bench_inference.py
 	$(BIN)/python benchmarks/bench_validation.py
+	$(BIN)/python benchmarks/bench_drift.py --with-evidently
 	$(BIN)/python benchmarks/bench_capture.py
 	$(BIN)/python benchmarks/bench_monitoring.py
 	$(BIN)/python benchmarks/bench_loop.py

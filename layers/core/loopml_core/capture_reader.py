@@ -83,12 +83,14 @@ def count_batch(profile: dict[str, Any], version: int, batch: Any, window: drift
     window.rows += rows
     features = chosen.column("features")
     for name, entry in profile["features"].items():
-        window.add(name, _tally(entry, pc.list_flatten(features.field(name))))
+        window.add(name, tally_column(entry, pc.list_flatten(features.field(name))))
     if profile.get(drift.PREDICTION) is not None:
-        window.add(drift.PREDICTION, _tally(profile[drift.PREDICTION], pc.list_flatten(chosen.column("prediction"))))
+        predictions = pc.list_flatten(chosen.column("prediction"))
+        window.add(drift.PREDICTION, tally_column(profile[drift.PREDICTION], predictions))
 
 
-def _tally(entry: dict[str, Any], values: Any) -> drift.Tally:
+def tally_column(entry: dict[str, Any], values: Any) -> drift.Tally:
+    """Count one Arrow column of a window (numbers, or labels with nulls) into a profile entry's buckets."""
     import pyarrow.compute as pc
 
     if entry["kind"] == "numeric":

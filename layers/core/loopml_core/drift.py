@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -91,8 +92,17 @@ def _numeric_profile(values: Iterable[Any]) -> dict[str, Any]:
 
 
 def _bin_counts(cuts: NDArray[np.float64], present: NDArray[np.float64]) -> NDArray[np.int64]:
-    # side="left" puts a value equal to a cut in the bin that cut closes, matching (edges[i], edges[i + 1]].
+    """How many of `present` (no NaN) fall in each bin (edges[i], edges[i + 1]] of the cuts, plus the open ends."""
+    # side="left" puts a value equal to a cut in the bin that cut closes.
     return np.bincount(np.searchsorted(cuts, present, side="left"), minlength=cuts.size + 1).astype(np.int64)
+
+
+def _sorted_bin_counts(cuts: NDArray[np.float64], ordered: NDArray[np.float64]) -> NDArray[np.int64]:
+    # Searching the few cuts in the sorted values costs one sort for any number of cut sets, where searching every
+    # value among the cuts costs a binary search per value per set. side="right" counts the values at or below each
+    # cut, so a value equal to a cut lands in the bin that cut closes.
+    below = np.searchsorted(ordered, cuts, side="right")
+    return np.diff(below, prepend=0, append=ordered.size).astype(np.int64)
 
 
 def numeric_bucket_counts(entry: Mapping[str, Any], x: NDArray[np.float64]) -> NDArray[np.int64]:
@@ -366,15 +376,21 @@ def tally(entry: Mapping[str, Any], values: NDArray[Any] | Sequence[Any]) -> Tal
     """
     if entry["kind"] == "numeric":
         x = _numeric_array(values)
-        buckets = numeric_bucket_counts(entry, x)
+        nulls = int(np.count_nonzero(np.isnan(x)))
+        present = np.sort(x)[: x.size - nulls]  # NaN sorts last: the nulls are the tail
+        cuts = np.asarray([e for e in entry["edges"] if e is not None], dtype=np.float64)
+        buckets = np.append(_sorted_bin_counts(cuts, present), nulls).astype(np.int64)
         fine = None
         if "fine_edges" in entry:
-            fine = _bin_counts(np.asarray(entry["fine_edges"], dtype=np.float64), x[~np.isnan(x)])
+            fine = _sorted_bin_counts(np.asarray(entry["fine_edges"], dtype=np.float64), present)
         return Tally(buckets, fine)
-    labels = np.asarray(values, dtype=object)
-    null = (labels == None) | (labels == "")  # noqa: E711 - elementwise on an object array, in C
-    distinct, counts = np.unique(labels[~null].astype(str), return_counts=True)
-    return label_tally(entry, dict(zip(distinct.tolist(), counts.tolist(), strict=True)), int(null.sum()))
+    # Counter hashes each label in C (str hashes are cached); a sort of a million strings would take ten times as long.
+    counts = Counter(values.tolist() if isinstance(values, np.ndarray) else values)
+    nulls = counts.pop(None, 0) + counts.pop("", 0)
+    merged: dict[str, int] = {}
+    for value, count in counts.items():
+        merged[str(value)] = merged.get(str(value), 0) + count
+    return label_tally(entry, merged, nulls)
 
 
 def label_tally(entry: Mapping[str, Any], counts: Mapping[str, int], nulls: int) -> Tally:
