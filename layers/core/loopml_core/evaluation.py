@@ -90,7 +90,34 @@ def _classification_metrics(targets: Sequence[Any], outputs: Sequence[Mapping[st
         dtype=np.float64,
     )
     log_loss = float(np.mean(-np.log(np.clip(p_true, eps, 1 - eps))))
-    return {"accuracy": accuracy, "f1_macro": f1_macro, "log_loss": log_loss}
+    metrics = {"accuracy": accuracy, "f1_macro": f1_macro, "log_loss": log_loss}
+    classes = sorted(outputs[0]["probabilities"])
+    scores = np.asarray([[float(o["probabilities"].get(c, 0.0)) for c in classes] for o in outputs], dtype=np.float64)
+    auc = roc_auc(truth, classes, scores)
+    if auc is not None:
+        metrics["roc_auc"] = auc
+    return metrics
+
+
+def _binary_auc(positive: np.ndarray, scores: np.ndarray) -> float | None:
+    """Mann-Whitney AUC with tied scores sharing their average rank."""
+    n_positive = int(positive.sum())
+    n_negative = positive.size - n_positive
+    if n_positive == 0 or n_negative == 0:
+        return None
+    _distinct, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    average_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based ranks, ties averaged
+    ranks = average_rank[inverse]
+    return float((ranks[positive].sum() - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative))
+
+
+def roc_auc(truth: np.ndarray, classes: list[str], scores: np.ndarray) -> float | None:
+    """ROC AUC as scikit-learn's `roc_auc_score`: the second class's for two classes, one-vs-rest macro for more."""
+    if len(classes) == 2:
+        return _binary_auc(truth == classes[1], scores[:, 1])
+    per_class = [_binary_auc(truth == c, scores[:, i]) for i, c in enumerate(classes)]
+    known = [a for a in per_class if a is not None]
+    return float(np.mean(known)) if known else None
 
 
 def _regression_metrics(targets: Sequence[Any], outputs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
@@ -111,7 +138,7 @@ def _regression_metrics(targets: Sequence[Any], outputs: Sequence[Mapping[str, A
 def compute_metrics(task: Task | str, targets: Sequence[Any], outputs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """Holdout metrics from serving-shaped outputs.
 
-    classification: accuracy, f1_macro, log_loss; regression: rmse, mae, r2.
+    classification: accuracy, f1_macro, log_loss, roc_auc; regression: rmse, mae, r2.
     """
     if len(targets) != len(outputs):
         raise ValueError(f"{len(outputs)} outputs for {len(targets)} targets")
