@@ -17,6 +17,7 @@ from typing import Any
 
 from loopml_core.capture import CAPTURE_MARKER, CAPTURE_PREFIX
 from loopml_core.contract import RETENTION_DAYS
+from loopml_core.uploads import LABELS as LABELS_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
@@ -93,6 +94,15 @@ class AsyncInvokeSpec:
     function: str
     retry_attempts: int
     on_failure: str
+
+
+@dataclass(frozen=True)
+class S3TriggerSpec:
+    """S3 ObjectCreated events under `prefix` of the data bucket invoke `function` (asynchronously)."""
+
+    function: str
+    prefix: str
+    suffix: str = ""  # empty: every key under the prefix
 
 
 @dataclass(frozen=True)
@@ -303,7 +313,6 @@ CONTRACTS_PREFIX = "contracts/"
 CAPTURE_ERRORS_PREFIX = "capture-errors/"
 MODELS_PREFIX = "models/"
 REPORTS_PREFIX = "reports/"
-LABELS_PREFIX = "labels/"
 
 CAPTURE_DELIVERY_BUFFER_S = 300  # Firehose's buffering interval for captured traffic
 
@@ -389,6 +398,15 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             Grants(data_bucket=Access.TAG, registry_table=Access.READ_WRITE, publish_alerts=True),
         ),
         FunctionSpec(
+            "ingest_labels",
+            "Joins an uploaded label file with the captured predictions it names: live performance per model version",
+            (Layer.CORE, Layer.DATA),
+            # Reads the label file, tags it and quarantines a bad one; reads captured traffic to join it.
+            Grants(data_bucket=Access.READ_WRITE, artifact_bucket=Access.READ, registry_table=Access.READ_WRITE),
+            memory_mb=1024,
+            timeout_s=900,
+        ),
+        FunctionSpec(
             "predict",
             "Serves predictions from the champion with onnxruntime and captures what it sees",
             (Layer.CORE, Layer.INFERENCE),
@@ -458,14 +476,17 @@ DRIFT_SCHEDULE = ScheduleSpec(
     description="Runs the drift check for every model with a champion",
 )
 
-# The validation function is triggered by S3 ObjectCreated events under this prefix of the data bucket, whatever the
-# file's suffix: an unsupported format is quarantined with a reason, never ignored.
-UPLOAD_TRIGGER = ("validate_upload", INCOMING_PREFIX, "")
+# Every object under these prefixes of the data bucket is handled, whatever its suffix: an unsupported format is
+# quarantined with a reason, never ignored.
+UPLOAD_TRIGGER = S3TriggerSpec("validate_upload", INCOMING_PREFIX)
+LABELS_TRIGGER = S3TriggerSpec("ingest_labels", LABELS_PREFIX)
+S3_TRIGGERS = (UPLOAD_TRIGGER, LABELS_TRIGGER)
 
-# Every upload ends with an outcome: when validation crashes or times out on every attempt, the upload gets `error`.
-# Lambda's default is 2 retries; declared so both backends retry the same number of times.
+# Every upload ends with an outcome: when its function crashes or times out on every attempt, the upload gets
+# `error`. Lambda's default is 2 retries; declared so both backends retry the same number of times.
 VALIDATION_FAILURES = AsyncInvokeSpec(function="validate_upload", retry_attempts=2, on_failure="upload_failed")
-ASYNC_INVOCATIONS: dict[str, AsyncInvokeSpec] = {spec.function: spec for spec in (VALIDATION_FAILURES,)}
+LABEL_FAILURES = AsyncInvokeSpec(function="ingest_labels", retry_attempts=2, on_failure="upload_failed")
+ASYNC_INVOCATIONS: dict[str, AsyncInvokeSpec] = {spec.function: spec for spec in (VALIDATION_FAILURES, LABEL_FAILURES)}
 
 # Invocations of the on-failure function count uploads whose validation failed, whether or not that function then
 # manages to record them: the alarm still fires if it crashes too (say the registry is unreachable), which an

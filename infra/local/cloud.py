@@ -503,25 +503,25 @@ class LocalCloud:
             AlarmActions=[topic_arn],
         )
 
-        function_key, prefix, suffix = decl.UPLOAD_TRIGGER
         s3.put_bucket_notification_configuration(
             Bucket=self.names.data_bucket,
             NotificationConfiguration={
                 "LambdaFunctionConfigurations": [
                     {
-                        "LambdaFunctionArn": self.names.function_arn(function_key),
+                        "LambdaFunctionArn": self.names.function_arn(trigger.function),
                         "Events": ["s3:ObjectCreated:*"],
                         # An empty suffix matches every key: it is left out, as S3 takes no empty filter value.
                         "Filter": {
                             "Key": {
                                 "FilterRules": [
                                     {"Name": name, "Value": value}
-                                    for name, value in (("prefix", prefix), ("suffix", suffix))
+                                    for name, value in (("prefix", trigger.prefix), ("suffix", trigger.suffix))
                                     if value
                                 ]
                             }
                         },
                     }
+                    for trigger in decl.S3_TRIGGERS
                 ]
             },
         )

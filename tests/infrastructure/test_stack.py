@@ -22,14 +22,18 @@ from infra.declaration import (
     CAPTURE_DELIVERY,
     DRIFT_SCHEDULE,
     FUNCTIONS,
+    LABEL_FAILURES,
+    LABELS_TRIGGER,
     LAMBDA_RUNTIME,
     LAYERS,
     PIPELINE,
     PREFIX,
+    S3_TRIGGERS,
     UPLOAD_ERRORS_ALARM,
     UPLOAD_TRIGGER,
     VALIDATION_FAILURES,
     Access,
+    AsyncInvokeSpec,
     FunctionSpec,
     capture_destination,
     function_environment,
@@ -343,28 +347,31 @@ def test_upload_failed_role_is_least_privilege(template: Template) -> None:
 # --- every upload ends with an outcome: validation failures ---------------------------------------------------------
 
 
-def test_validation_failures_are_retried_then_sent_to_upload_failed(template: Template) -> None:
-    validate, failed = function_id(template, "validate_upload"), function_id(template, "upload_failed")
-    config_id = template.one("AWS::Lambda::EventInvokeConfig", FunctionName="${" + validate + "}")
+@pytest.mark.parametrize("spec", [VALIDATION_FAILURES, LABEL_FAILURES], ids=lambda spec: spec.function)
+def test_upload_handlers_are_retried_then_sent_to_upload_failed(template: Template, spec: AsyncInvokeSpec) -> None:
+    handler, failed = function_id(template, spec.function), function_id(template, "upload_failed")
+    config_id = template.one("AWS::Lambda::EventInvokeConfig", FunctionName="${" + handler + "}")
     config = template.props(config_id)
-    assert config["MaximumRetryAttempts"] == VALIDATION_FAILURES.retry_attempts == 2
+    assert config["MaximumRetryAttempts"] == spec.retry_attempts == 2
     assert config["Qualifier"] == "$LATEST"
     assert flatten(config["DestinationConfig"]["OnFailure"]["Destination"]) == "${" + failed + ".Arn}"
     assert "OnSuccess" not in config["DestinationConfig"]
     # Lambda checks the role's permission to invoke the destination when the configuration is created.
-    validate_role = role_id(template, validate)
-    assert validate_role in template.resources[config_id]["DependsOn"]
-    assert len(template.of_type("AWS::Lambda::EventInvokeConfig")) == len(ASYNC_INVOCATIONS) == 1
+    assert role_id(template, handler) in template.resources[config_id]["DependsOn"]
+    assert len(template.of_type("AWS::Lambda::EventInvokeConfig")) == len(ASYNC_INVOCATIONS) == 2
 
 
-def test_only_validate_may_invoke_a_function_and_only_its_destination(template: Template) -> None:
+def test_only_upload_handlers_may_invoke_a_function_and_only_their_destination(template: Template) -> None:
     invokes = {
         (key, resource)
         for key in FUNCTIONS
         for action, resource in function_permissions(template, key)
         if action.startswith("lambda:")
     }
-    assert invokes == {("validate_upload", function_arn("upload_failed"))}
+    assert invokes == {
+        ("validate_upload", function_arn("upload_failed")),
+        ("ingest_labels", function_arn("upload_failed")),
+    }
     assert FUNCTIONS["upload_failed"].physical_name() == "loopml-upload-failed"
 
 
@@ -469,21 +476,30 @@ def test_drift_schedule_runs_the_drift_function(template: Template) -> None:
     template.one("AWS::Lambda::Permission", Principal="events.amazonaws.com", SourceArn=f"${{{rule}.Arn}}")
 
 
-def test_uploads_trigger_validation(template: Template) -> None:
-    function_key, prefix, suffix = UPLOAD_TRIGGER
-    assert (function_key, prefix, suffix) == ("validate_upload", "incoming/", "")
-    validate = function_id(template, function_key)
-    bucket = bucket_id(template, NAMES.data_bucket)
-    (configuration,) = template.props(bucket)["NotificationConfiguration"]["LambdaConfigurations"]
-    assert configuration["Event"] == "s3:ObjectCreated:*"
-    assert flatten(configuration["Function"]) == f"${{{validate}.Arn}}"
-    # Every object under incoming/ is validated, whatever its suffix: an unsupported format is quarantined, not missed.
-    assert configuration["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": prefix}]
-    permission = template.one(
-        "AWS::Lambda::Permission", Principal="s3.amazonaws.com", SourceArn=bucket_arn(NAMES.data_bucket)
+def test_uploads_trigger_validation_and_label_files_their_join(template: Template) -> None:
+    assert (UPLOAD_TRIGGER.function, UPLOAD_TRIGGER.prefix, UPLOAD_TRIGGER.suffix) == (
+        "validate_upload",
+        "incoming/",
+        "",
     )
-    assert flatten(template.props(permission)["FunctionName"]) == f"${{{validate}.Arn}}"
-    assert permission in template.resources[bucket]["DependsOn"]
+    assert (LABELS_TRIGGER.function, LABELS_TRIGGER.prefix) == ("ingest_labels", "labels/")
+    bucket = bucket_id(template, NAMES.data_bucket)
+    configurations = template.props(bucket)["NotificationConfiguration"]["LambdaConfigurations"]
+    assert len(configurations) == len(S3_TRIGGERS) == 2
+    for trigger, configuration in zip(S3_TRIGGERS, configurations, strict=True):
+        function = function_id(template, trigger.function)
+        assert configuration["Event"] == "s3:ObjectCreated:*"
+        assert flatten(configuration["Function"]) == f"${{{function}.Arn}}"
+        # Every object under the prefix is handled, whatever its suffix: an unsupported one is quarantined, not missed.
+        assert configuration["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": trigger.prefix}]
+        [permission] = [
+            lid
+            for lid, resource in template.of_type("AWS::Lambda::Permission").items()
+            if resource["Properties"].get("Principal") == "s3.amazonaws.com"
+            and flatten(resource["Properties"]["FunctionName"]) == f"${{{function}.Arn}}"
+        ]
+        assert flatten(template.props(permission)["SourceArn"]) == bucket_arn(NAMES.data_bucket)
+        assert permission in template.resources[bucket]["DependsOn"]
     assert "NotificationConfiguration" not in template.props(bucket_id(template, NAMES.artifact_bucket))
 
 

@@ -22,8 +22,8 @@ from infra.declaration import (
     DRIFT_SCHEDULE,
     FUNCTIONS,
     PREFIX,
+    S3_TRIGGERS,
     UPLOAD_ERRORS_ALARM,
-    UPLOAD_TRIGGER,
     AlarmSpec,
     Names,
 )
@@ -47,8 +47,7 @@ class Monitoring(Construct):
         self.alert_topic = self._build_alert_topic(names, alert_email)
         self.upload_errors_alarm = self._build_alarm(UPLOAD_ERRORS_ALARM, functions[UPLOAD_ERRORS_ALARM.function])
         self.drift_schedule = self._build_drift_schedule(functions[DRIFT_SCHEDULE.function])
-        function_key, prefix, suffix = UPLOAD_TRIGGER
-        self._build_upload_trigger(data_bucket, arns.bucket(names.data_bucket), functions[function_key], prefix, suffix)
+        self._build_upload_triggers(data_bucket, arns.bucket(names.data_bucket), functions)
 
     def _build_alert_key(self, publishers: list[iam.IRole]) -> kms.Key:
         """A customer managed key, because CloudWatch alarms cannot publish to a topic encrypted with the AWS
@@ -119,39 +118,48 @@ class Monitoring(Construct):
             targets=[targets.LambdaFunction(function, retry_attempts=2)],
         )
 
-    def _build_upload_trigger(
-        self, bucket: s3.Bucket, bucket_arn: str, function: lambda_.IFunction, prefix: str, suffix: str
+    def _build_upload_triggers(
+        self, bucket: s3.Bucket, bucket_arn: str, functions: Mapping[str, lambda_.IFunction]
     ) -> None:
-        """A native bucket notification rather than `add_event_notification`, which deploys a custom-resource Lambda
+        """Native bucket notifications rather than `add_event_notification`, which deploys a custom-resource Lambda
         (with its own role and managed policy) only to set this one property."""
-        permission = lambda_.CfnPermission(
-            self,
-            "UploadTriggerPermission",
-            action="lambda:InvokeFunction",
-            function_name=function.function_arn,
-            principal="s3.amazonaws.com",
-            source_account=Aws.ACCOUNT_ID,
-            source_arn=bucket_arn,
-        )
+        permissions = [
+            lambda_.CfnPermission(
+                self,
+                "UploadTriggerPermission" if index == 0 else f"{pascal(trigger.function)}TriggerPermission",
+                action="lambda:InvokeFunction",
+                function_name=functions[trigger.function].function_arn,
+                principal="s3.amazonaws.com",
+                source_account=Aws.ACCOUNT_ID,
+                source_arn=bucket_arn,
+            )
+            for index, trigger in enumerate(S3_TRIGGERS)
+        ]
         cfn_bucket = bucket.node.default_child
         assert isinstance(cfn_bucket, s3.CfnBucket)
         cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
             lambda_configurations=[
                 s3.CfnBucket.LambdaConfigurationProperty(
                     event="s3:ObjectCreated:*",
-                    function=function.function_arn,
+                    function=functions[trigger.function].function_arn,
                     filter=s3.CfnBucket.NotificationFilterProperty(
                         s3_key=s3.CfnBucket.S3KeyFilterProperty(
                             # An empty suffix matches every key: it is left out, as S3 takes no empty filter value.
                             rules=[
                                 s3.CfnBucket.FilterRuleProperty(name=name, value=value)
-                                for name, value in (("prefix", prefix), ("suffix", suffix))
+                                for name, value in (("prefix", trigger.prefix), ("suffix", trigger.suffix))
                                 if value
                             ]
                         )
                     ),
                 )
+                for trigger in S3_TRIGGERS
             ]
         )
-        # S3 checks that it may invoke the function when the configuration is set.
-        cfn_bucket.node.add_dependency(permission)
+        # S3 checks that it may invoke each function when the configuration is set.
+        for permission in permissions:
+            cfn_bucket.node.add_dependency(permission)
+
+
+def pascal(key: str) -> str:
+    return "".join(part.capitalize() for part in key.split("_"))

@@ -20,34 +20,39 @@ from loopml_core.contract import DatasetContract, Task
 BLOCK_BYTES = 4 << 20
 
 
-def capture_schema(contract: DatasetContract) -> Any:
-    """The Arrow schema of capture lines for this contract (loopml_core.capture); other fields are ignored."""
+def capture_schema(contract: DatasetContract, *, features: bool = True) -> Any:
+    """The Arrow schema of capture lines for this contract (loopml_core.capture); other fields are ignored, and so
+    are the features when `features` is false (joining labels needs only ids, versions and predictions)."""
     import pyarrow as pa
 
-    features = [(f.name, pa.list_(pa.float64() if f.is_numeric else pa.string())) for f in contract.features]
-    prediction = pa.list_(pa.string() if contract.task is Task.CLASSIFICATION else pa.float64())
-    return pa.schema(
-        [
-            ("model", pa.string()),
-            ("version", pa.int64()),
-            ("request_id", pa.string()),
-            ("first", pa.int64()),
-            ("features", pa.struct(features)),
-            ("prediction", prediction),
-        ]
-    )
+    classification = contract.task is Task.CLASSIFICATION
+    fields = [
+        ("model", pa.string()),
+        ("version", pa.int64()),
+        ("request_id", pa.string()),
+        ("at", pa.string()),
+        ("first", pa.int64()),
+        ("prediction", pa.list_(pa.string() if classification else pa.float64())),
+    ]
+    if features:
+        columns = [(f.name, pa.list_(pa.float64() if f.is_numeric else pa.string())) for f in contract.features]
+        fields.append(("features", pa.struct(columns)))
+    if classification:
+        fields += [("classes", pa.list_(pa.string())), ("probabilities", pa.list_(pa.list_(pa.float64())))]
+    return pa.schema(fields)
 
 
-def capture_batches(contract: DatasetContract, stream: BinaryIO) -> Iterator[Any]:
+def capture_batches(contract: DatasetContract, stream: BinaryIO, *, features: bool = True) -> Iterator[Any]:
     """Record batches of a gzipped capture object, read as it streams in."""
     import pyarrow as pa
     import pyarrow.json as pj
 
     source = pa.CompressedInputStream(pa.PythonFile(stream, mode="r"), "gzip")
+    schema = capture_schema(contract, features=features)
     reader = pj.open_json(
         source,
         read_options=pj.ReadOptions(block_size=BLOCK_BYTES, use_threads=True),
-        parse_options=pj.ParseOptions(explicit_schema=capture_schema(contract), unexpected_field_behavior="ignore"),
+        parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
     )
     yield from reader
 

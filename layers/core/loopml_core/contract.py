@@ -112,6 +112,8 @@ class PerformanceMonitoring(BaseModel):
     # alert and the retraining path: 0.1 is 10 % (an F1 of 0.80 falling under 0.72, an RMSE of 5 rising over 5.5).
     tolerance: Annotated[float, Field(gt=0.0)] = 0.1
     min_labels: Annotated[int, Field(ge=1)] = 100  # labelled predictions a window needs before it is judged
+    # How far back a label file's predictions are looked for among the captures (labels of older ones find none).
+    lookback_days: Annotated[int, Field(ge=0, le=90)] = 7
 
 
 class Monitoring(BaseModel):

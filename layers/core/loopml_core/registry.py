@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loopml_core.adapters.table import Item, Put, Table
 from loopml_core.clock import iso
@@ -33,6 +33,9 @@ from loopml_core.models import (
     UploadOutcome,
     UploadStatus,
 )
+
+if TYPE_CHECKING:
+    from loopml_core.performance import PerformanceCounts  # numpy: not in the core layer every function has
 
 GENESIS_HASH = "0" * 64
 AUDIT_PK = "AUDIT"
@@ -55,6 +58,10 @@ def _model_pk(name: str) -> str:
 
 def _version_sk(version: int) -> str:
     return f"V#{version:08d}"
+
+
+def _performance_pk(model: str, version: int) -> str:
+    return f"PERF#{model}#v{version:08d}"
 
 
 def _sha_sk(sha256: str) -> str:
@@ -300,6 +307,49 @@ class Registry:
                 raise
             return existing
         return outcome
+
+    def record_labels(
+        self, outcome: UploadOutcome, counts: Mapping[tuple[int, str], PerformanceCounts]
+    ) -> UploadOutcome:
+        """Record an accepted label file, the performance counts it adds per (model version, day), and its audit
+        record, in one transaction. A redelivered file changes nothing and gets its first outcome back."""
+        puts = [
+            Put(
+                _doc_item(_dataset_pk(outcome.dataset), _upload_sk(outcome.source_id), outcome.model_dump()),
+                if_absent=True,
+            )
+        ]
+        for (version, day), counted in sorted(counts.items()):
+            document = {"version": version, "day": day, "source": outcome.source_id, "counts": counted.to_json()}
+            item = _doc_item(_performance_pk(outcome.dataset, version), f"{day}#{outcome.source_id}", document)
+            puts.append(Put(item, if_absent=True))
+        details = {
+            "source_key": outcome.source_key,
+            "source_version_id": outcome.source_version_id,
+            "labels": outcome.rows,
+            "joined": {f"v{v} {d}": c.rows for (v, d), c in sorted(counts.items())},
+        }
+        event = Event("dataset.labels.accepted", f"dataset/{outcome.dataset}", details)
+        try:
+            self._commit(puts, [event])
+        except ConflictError:
+            existing = self.upload(outcome.dataset, outcome.source_id)
+            if existing is None:
+                raise
+            return existing
+        return outcome
+
+    def performance(self, model: str, version: int) -> dict[str, PerformanceCounts]:
+        """A model version's live performance counts per day of prediction, every label file merged."""
+        from loopml_core.performance import PerformanceCounts
+
+        merged: dict[str, PerformanceCounts] = {}
+        for item in self.table.query(_performance_pk(model, version)):
+            document = _doc(item)
+            counted = PerformanceCounts.from_json(document["counts"])
+            day = str(document["day"])
+            merged[day] = merged[day] + counted if day in merged else counted
+        return merged
 
     def upload(self, dataset: str, source_id: str) -> UploadOutcome | None:
         """The outcome of one uploaded object version (`<key>@<version id>`), if it has one yet."""

@@ -10,6 +10,7 @@ from enum import StrEnum
 from pathlib import PurePosixPath
 
 INCOMING = "incoming/"
+LABELS = "labels/"  # labels/<model>/<file>.csv: ground truth for served predictions
 QUARANTINE = "quarantine/"
 DATASETS = "datasets/"
 STATUS_TAG = "loopml-status"  # the upload's outcome, on the uploaded object version
@@ -25,9 +26,10 @@ def source_id(key: str, version_id: str | None) -> str:
 
 
 def dataset_of(key: str) -> str | None:
-    """`incoming/<dataset>/<file>` -> the dataset; any other key names none."""
+    """`incoming/<dataset>/<file>` (or a label file, `labels/<model>/<file>`: a model bears its dataset's name) -> the
+    dataset; any other key names none."""
     parts = PurePosixPath(key).parts
-    if len(parts) == 3 and key.startswith(INCOMING):
+    if len(parts) == 3 and key.startswith((INCOMING, LABELS)):
         return parts[1]
     return None
 

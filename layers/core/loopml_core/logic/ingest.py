@@ -77,15 +77,19 @@ class Ingestor:
         prior = self.registry.upload(name or UNDECLARED, upload.source_id)
         if prior is not None:
             self._train(prior)  # a crash may have come between recording the outcome and starting the run
-            self._tag(upload, prior)
+            tag_outcome(self.store, upload, prior)
             return prior
         if name is None:
             where = f"uploads go to {INCOMING}<dataset>/<file> ({SUPPORTED}), not {upload.key}"
-            return self._quarantine(upload, None, _problem_document(upload, None, "location", where))
+            return quarantine(
+                self.store, self.registry, upload, None, problem_document(upload, None, "location", where)
+            )
         try:
             contract = self.registry.contract(name)
         except NotFoundError as error:
-            return self._quarantine(upload, name, _problem_document(upload, name, "dataset", str(error)))
+            return quarantine(
+                self.store, self.registry, upload, name, problem_document(upload, name, "dataset", str(error))
+            )
 
         from loopml_core.validation import report_document, validate
 
@@ -106,7 +110,7 @@ class Ingestor:
                 dataset=name,
                 seconds=validated.seconds,
             )
-            return self._quarantine(upload, name, document)
+            return quarantine(self.store, self.registry, upload, name, document)
 
         fmt = str(report.format)
         first = not self.registry.model_versions(contract.name)
@@ -133,7 +137,7 @@ class Ingestor:
             source_key=upload.key,
             source_version_id=upload.version_id,
             status=UploadStatus.ACCEPTED,
-            summary=_cut(report.summary()),
+            summary=cut(report.summary()),
             sha256=report.sha256,
             format=fmt,
             rows=report.rows,
@@ -147,7 +151,7 @@ class Ingestor:
             execution_for=lambda number: execution_name(contract.name, number, "upload") if trains else None,
         )
         self._train(outcome)
-        self._tag(upload, outcome)
+        tag_outcome(self.store, upload, outcome)
         return outcome
 
     def _train(self, outcome: UploadOutcome) -> None:
@@ -163,39 +167,44 @@ class Ingestor:
             skip_if_running=False,
         )
 
-    def _tag(self, upload: Upload, outcome: UploadOutcome) -> None:
-        tags = {STATUS_TAG: str(outcome.status)}
-        if outcome.dataset_version is not None:
-            key = "loopml-duplicate-of" if outcome.status is UploadStatus.DUPLICATE else "loopml-dataset-version"
-            tags[key] = str(outcome.dataset_version)
-        self.store.tag(upload.bucket, upload.key, tags, upload.version_id)
 
-    def _quarantine(self, upload: Upload, name: str | None, document: dict[str, Any]) -> UploadOutcome:
-        file_name = PurePosixPath(upload.key).name
-        stem = f"{QUARANTINE}{name or UNDECLARED}/{(upload.version_id or 'null')[:16]}-{file_name}"
-        quarantined = self.store.copy(upload.bucket, upload.key, upload.bucket, stem, upload.version_id)
-        body = json.dumps(document, indent=2).encode()
-        report = self.store.put(upload.bucket, f"{stem}.report.json", body, "application/json")
-        outcome = self.registry.record_upload(
-            UploadOutcome(
-                dataset=name or UNDECLARED,
-                source_key=upload.key,
-                source_version_id=upload.version_id,
-                status=UploadStatus.QUARANTINED,
-                summary=_cut(str(document.get("summary", ""))),
-                sha256=document.get("sha256"),
-                format=document.get("format"),
-                rows=document.get("rows"),
-                quarantined=quarantined.uri,
-                report=report.uri,
-                at=iso(),
-            )
+def tag_outcome(store: ObjectStore, upload: Upload, outcome: UploadOutcome) -> None:
+    tags = {STATUS_TAG: str(outcome.status)}
+    if outcome.dataset_version is not None:
+        key = "loopml-duplicate-of" if outcome.status is UploadStatus.DUPLICATE else "loopml-dataset-version"
+        tags[key] = str(outcome.dataset_version)
+    store.tag(upload.bucket, upload.key, tags, upload.version_id)
+
+
+def quarantine(
+    store: ObjectStore, registry: Registry, upload: Upload, name: str | None, document: dict[str, Any]
+) -> UploadOutcome:
+    """Copy the upload under `quarantine/` beside its report, record the outcome with its audit record, tag it."""
+    file_name = PurePosixPath(upload.key).name
+    stem = f"{QUARANTINE}{name or UNDECLARED}/{(upload.version_id or 'null')[:16]}-{file_name}"
+    quarantined = store.copy(upload.bucket, upload.key, upload.bucket, stem, upload.version_id)
+    body = json.dumps(document, indent=2).encode()
+    report = store.put(upload.bucket, f"{stem}.report.json", body, "application/json")
+    outcome = registry.record_upload(
+        UploadOutcome(
+            dataset=name or UNDECLARED,
+            source_key=upload.key,
+            source_version_id=upload.version_id,
+            status=UploadStatus.QUARANTINED,
+            summary=cut(str(document.get("summary", ""))),
+            sha256=document.get("sha256"),
+            format=document.get("format"),
+            rows=document.get("rows"),
+            quarantined=quarantined.uri,
+            report=report.uri,
+            at=iso(),
         )
-        self._tag(upload, outcome)
-        return outcome
+    )
+    tag_outcome(store, upload, outcome)
+    return outcome
 
 
-def _problem_document(upload: Upload, name: str | None, check: str, message: str) -> dict[str, Any]:
+def problem_document(upload: Upload, name: str | None, check: str, message: str) -> dict[str, Any]:
     """A quarantine report for a file no contract could be checked against, shaped like validation's."""
     issue: dict[str, Any] = {"check": check, "column": None, "rows": [], "lines": [], "row_count": 0}
     issue["message"] = message
@@ -212,5 +221,5 @@ def _problem_document(upload: Upload, name: str | None, check: str, message: str
     }
 
 
-def _cut(text: str) -> str:
+def cut(text: str) -> str:
     return text if len(text) <= MAX_SUMMARY_CHARS else text[: MAX_SUMMARY_CHARS - 1] + "…"
