@@ -46,6 +46,8 @@ def lambda_handler(event: EventBridgeModel, context: LambdaContext) -> dict[str,
     for outcome, check in zip(outcomes, checks, strict=True):
         if outcome.status == "drift":
             metrics.add_metric(name="DriftDetected", unit=MetricUnit.Count, value=1)
+        if outcome.performance_dropped:
+            metrics.add_metric(name="PerformanceDropped", unit=MetricUnit.Count, value=1)
         summary = {k: check[k] for k in ("model", "status", "rows", "drifted", "episode", "action", "alert", "report")}
         logger.info("monitoring check", extra=summary)
     return {"checks": checks}

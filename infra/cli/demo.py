@@ -176,13 +176,26 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
                 say.say(f"accepted as dataset v{latest.version}; no retrain yet (contract retrain_on: drift)")
 
             with say.stage("Drifted live traffic hits the API"):
-                shifted = data.requests_for(data.customers(400, seed=3, shifted=True))
+                customers = data.customers(400, seed=3, shifted=True)
+                shifted = data.requests_for(customers)
+                labelled: list[list[Any]] = []
                 for start in range(0, len(shifted), 100):
-                    code, _, _ = http_json(
+                    code, _, answer = http_json(
                         "POST", f"{server.url}/v1/models/churn/predict", {"records": shifted[start : start + 100]}, ca
                     )
                     say.check(code == 200, f"predict returned {code}")
-                say.say(f"{len(shifted)} predictions served and captured for monitoring")
+                    labelled += [
+                        [answer["request_id"], p["index"], customers[start + p["index"]]["churned"]]
+                        for p in answer["predictions"]
+                    ]
+                say.say(f"{len(shifted)} predictions served and captured for monitoring (each names its request_id)")
+
+            with say.stage("Ground truth arrives: labels joined with the predictions they name"):
+                lines = ["request_id,index,churned", *(",".join(str(v) for v in row) for row in labelled)]
+                tags = upload_and_wait(store, bucket, "labels/churn/2026-06-outcomes.csv", "\n".join(lines).encode())
+                say.check(tags.get("loopml-status") == "accepted", f"label file not accepted: {tags}")
+                [labels] = [u for u in registry.uploads("churn") if u.source_key.startswith("labels/")]
+                say.say(labels.summary)
 
             with say.stage("The drift schedule fires: PSI, KS and chi² against the baseline → alert → retrain"):
                 result = cloud.fire_schedule()["checks"][0]
@@ -206,6 +219,16 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
                 )
                 say.say(f"report: {result['report']}")
                 summary["drift_report"] = result["report"]
+                performance = result["performance"] or {}
+                latest = performance.get("latest")
+                say.check(latest is not None, f"no live performance: {performance}")
+                say.say(
+                    f"live {performance['metric']} of v{latest['version']} on {latest['window']}: "
+                    f"[bold]{latest['value']:.3f}[/] over {latest['labels']} labels (holdout "
+                    f"{performance['holdout']:.3f}; alert below {performance['limit']:.3f})"
+                    + (" [red]dropped[/]" if performance["dropped"] else "")
+                )
+                summary["live_performance"] = {performance["metric"]: latest["value"]}
                 alerts = cloud.alerts()
                 say.check(bool(alerts), "no alert was published")
                 say.say(f"SNS alert: [yellow]{alerts[0].get('Subject')}[/]")

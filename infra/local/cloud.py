@@ -338,13 +338,14 @@ class LocalCloud:
         runner = self.runner
         original_invoke = LambdaFunction._invoke_lambda
 
-        checker = decl.FUNCTIONS[decl.DRIFT_SCHEDULE.function].physical_name()
+        # The functions that read captured traffic: the check, and the label join.
+        readers = {decl.FUNCTIONS[key].physical_name() for key in (decl.DRIFT_SCHEDULE.function, "ingest_labels")}
 
         def invoke_in_process(function: Any, event: Any = None) -> tuple[str, bool, str]:
             if not runner.knows(function.function_name):
                 return original_invoke(function, event)
-            if function.function_name == checker:
-                # Locally no buffering interval passes between traffic and a check: deliver what Firehose holds.
+            if function.function_name in readers:
+                # Locally no buffering interval passes between traffic and what reads it: deliver what Firehose holds.
                 with runner.lock:
                     self.delivery.flush()
             return runner.run(function.function_name, dict(function.environment_vars), event)

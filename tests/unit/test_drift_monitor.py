@@ -18,6 +18,7 @@ from loopml_core.contract import Retraining, load_contract
 from loopml_core.drift import build_profile
 from loopml_core.logic.monitor import DriftMonitor, decide_retraining
 from loopml_core.models import DatasetVersion, ModelVersion, ObjectRef, UploadOutcome, UploadStatus
+from loopml_core.performance import classification_counts
 from loopml_core.registry import Registry
 
 CONTRACT = load_contract("""
@@ -75,7 +76,7 @@ def world():
             execution="run-1",
             artifact=ref,
             baseline=ref,
-            metrics={},
+            metrics={"f1_macro": 0.8, "accuracy": 0.8},
             code_version="t",
             promoted=True,
             decision="first",
@@ -325,6 +326,50 @@ def test_a_check_retried_after_its_write_failed_starts_and_alerts_once(world):
     assert retried.retraining.start and retried.retraining.execution == started.name  # the same run, recorded
     assert len(world.pipeline.executions()) == 1 and len(world.notifier.sent) == 1
     assert [r.action for r in world.registry.audit_records()].count("model.monitoring.drift") == 1
+
+
+def _labels(world, accuracy, rows=200, day="2026-11-24", source="labels/churn/a.csv"):
+    """Labelled predictions of v1 recorded as a label file would record them, `accuracy` of them right."""
+    rng = np.random.default_rng(rows)
+    truth = rng.integers(0, 2, rows)
+    right = rng.random(rows) < accuracy
+    predicted = np.where(right, truth, 1 - truth)
+    probabilities = np.stack([1.0 - predicted * 0.8 - 0.1, predicted * 0.8 + 0.1], axis=1)
+    counts = classification_counts(("no", "yes"), truth, predicted, probabilities)
+    outcome = UploadOutcome(
+        dataset="churn", source_key=source, status=UploadStatus.ACCEPTED, summary="", at="t", rows=rows
+    )
+    world.registry.record_labels(outcome, {(1, day): counts})
+
+
+def test_live_performance_within_tolerance_is_reported_and_silent(world):
+    _labels(world, accuracy=0.85)
+    result = world.check()
+    performance = result.performance
+    assert performance["metric"] == "f1_macro" and performance["holdout"] == 0.8 and not performance["dropped"]
+    assert performance["latest"]["labels"] == 200 and performance["latest"]["value"] > 0.8 * 0.9
+    assert world.notifier.sent == [] and result.status == "insufficient-data"
+
+
+def test_a_performance_drop_alerts_once_and_retrains_without_captured_traffic(world):
+    _labels(world, accuracy=0.55)
+    result = world.check()
+    assert result.performance_dropped and result.performance_episode == "opened"
+    assert result.retraining.start and "live f1_macro" in world.pipeline.executions()[0].input["run"]["reason"]
+    [alert] = world.notifier.sent
+    assert alert.subject.startswith("LoopML performance: churn") and "holdout 0.800" in alert.message
+    assert world.registry.audit_records()[-1].details["performance"]["dropped"] is True
+    again = world.check()
+    assert again.performance_episode == "continues" and len(world.notifier.sent) == 1
+    _labels(world, accuracy=0.95, rows=300, day="2026-11-25", source="labels/churn/b.csv")
+    assert world.check().performance_episode == "closed"
+
+
+def test_too_few_labels_are_shown_but_not_judged(world):
+    _labels(world, accuracy=0.3, rows=50)  # under monitoring.performance.min_labels (100)
+    result = world.check()
+    assert result.performance["windows"][0]["labels"] == 50 and result.performance["latest"] is None
+    assert not result.performance_dropped and world.notifier.sent == []
 
 
 def test_a_model_without_champion_is_skipped():

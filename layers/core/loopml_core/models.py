@@ -155,6 +155,7 @@ class MonitorState(BaseModel):
     cursor: str | None = None  # every batch up to this one (`<hour path>/<object name>`) has been read
     open_batches: list[str] = Field(default_factory=list)  # batches read in hours where more may still appear
     episode: DriftEpisode | None = None
+    performance_drop: str | None = None  # version and day whose live metric fell beyond tolerance, until it recovers
     retrain_starts: list[str] = Field(default_factory=list)  # monitoring-triggered starts of the last 24 hours
     last_check: str | None = None
 

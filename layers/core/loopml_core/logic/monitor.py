@@ -97,6 +97,12 @@ class CheckResult:
     alert: str | None = None
     report_uri: str | None = None
     notes: list[str] = field(default_factory=list)
+    performance: dict[str, Any] | None = None  # live metric per version and day, once labels have arrived
+    performance_episode: str = "none"  # none | opened | continues | closed
+
+    @property
+    def performance_dropped(self) -> bool:
+        return bool(self.performance and self.performance.get("dropped"))
 
     @property
     def drifted(self) -> list[str]:
@@ -128,7 +134,8 @@ class CheckResult:
             "prediction": _column(prediction) if prediction else None,
             "drifted": self.drifted,
             "episode": self.episode,
-            "performance": None,
+            "performance": self.performance,
+            "performance_episode": self.performance_episode,
             "retraining": self.retraining.to_dict() if self.retraining else None,
             "action": self.action,
             "alert": self.alert,
@@ -215,21 +222,27 @@ class DriftMonitor:
             report=report,
             notes=[f"unreadable capture batch {note}" for note in counted.unreadable],
         )
-        if report.insufficient_data and len(batches) < WINDOW_OBJECTS:
-            result.status = "insufficient-data"  # the cursor stays: the next check counts these rows again
-            return result
+        result.performance = self._performance(model, contract, champion)
+        keep_window = report.insufficient_data and len(batches) < WINDOW_OBJECTS
         if report.insufficient_data:
             result.status = "insufficient-data"
+        if keep_window and not self._performance_news(state, result):
+            if result.performance_dropped:
+                result.performance_episode = "continues"
+            return result  # the cursor stays: the next check counts these rows again
+        if report.insufficient_data and not keep_window:
             result.notes.append(f"{WINDOW_OBJECTS} batches hold too few rows of v{champion.version}: moved past them")
-        window_id = self._window_id(model, batches)
-        next_state = self._next_state(state, result, window_id, now, batches)
-        if result.status == "drift":
-            result.retraining = self._retrain(
-                model, contract, champion, result.drifted, counted.rows, state, now, window_id
-            )
+        window_id = self._window_id(model, [] if keep_window else batches)
+        next_state = self._next_state(state, result, window_id, now, [] if keep_window else batches)
+        if keep_window:  # only the performance moved: the rows stay unread for the next check
+            next_state = next_state.model_copy(update={"cursor": state.cursor, "open_batches": state.open_batches})
+        if result.status == "drift" or result.performance_dropped:
+            why = f"drift in {', '.join(result.drifted)}" if result.status == "drift" else self._drop_text(result)
+            evidence = counted.rows if result.status == "drift" else int((result.performance or {})["latest"]["labels"])
+            result.retraining = self._retrain(model, contract, champion, why, evidence, state, now, window_id)
             if result.retraining.start:
                 next_state.retrain_starts.append(iso(now))
-            if result.episode == "opened":
+            if result.episode == "opened" or result.performance_episode == "opened":
                 result.alert = f"{model}-{window_id}"
         result.report_uri = self._write_report(result, now)
         alert = self._alert(result, now) if result.alert else None
@@ -244,6 +257,10 @@ class DriftMonitor:
             "alert": result.alert,
             "report": result.report_uri,
             "status": result.status,
+            "performance": {key: result.performance[key] for key in ("metric", "holdout", "latest", "dropped")}
+            if result.performance
+            else None,
+            "performance_episode": result.performance_episode,
         }
         try:
             self.registry.record_check(state, next_state, details, alert)
@@ -320,6 +337,13 @@ class DriftMonitor:
                 result.episode = "continues"
         elif episode is not None and result.status == "ok":
             episode, result.episode = None, "closed"
+        dropped_at = state.performance_drop
+        if result.performance_dropped:
+            latest = result.performance["latest"] if result.performance else {}
+            result.performance_episode = "continues" if dropped_at else "opened"
+            dropped_at = dropped_at or f"v{latest.get('version')} {latest.get('window')}"
+        elif dropped_at and result.performance and result.performance.get("latest"):
+            dropped_at, result.performance_episode = None, "closed"
         day_ago = now - timedelta(hours=24)
         recent = [s for s in state.retrain_starts if datetime.fromisoformat(s.replace("Z", "+00:00")) > day_ago]
         cursor, still_open = state.cursor, []
@@ -333,6 +357,7 @@ class DriftMonitor:
                 "cursor": cursor,
                 "open_batches": still_open,
                 "episode": episode,
+                "performance_drop": dropped_at,
                 "retrain_starts": recent,
                 "last_check": iso(now),
             }
@@ -350,7 +375,7 @@ class DriftMonitor:
         model: str,
         contract: DatasetContract,
         champion: ModelVersion,
-        drifted: list[str],
+        why: str,
         rows: int,
         state: MonitorState,
         now: datetime,
@@ -380,7 +405,7 @@ class DriftMonitor:
             model=model,
             dataset_version=latest.version,
             trigger="drift",
-            reason=f"drift in {', '.join(drifted)}",
+            reason=why,
             skip_if_running=False,
             unique=unique,
         )
@@ -388,25 +413,91 @@ class DriftMonitor:
         return RetrainDecision(True, f"retraining on dataset v{latest.version}", execution)
 
     @staticmethod
-    def _alert(result: CheckResult, now: datetime) -> Alert:
-        assert result.report is not None and result.alert is not None
-        lines = [
-            f"{name}: PSI {column.psi:.3f}, {column.test} {column.statistic:.3f} (p={column.p_value:.2g})"
-            for name, column in result.report.columns.items()
-            if column.drifted
-        ]
-        action = result.action or "no retraining decision"
+    def _drop_text(result: CheckResult) -> str:
+        performance = result.performance or {}
+        latest = performance.get("latest") or {}
+        return (
+            f"live {performance.get('metric')} of v{latest.get('version')} on {latest.get('window')} was "
+            f"{latest.get('value', 0):.3f} over {latest.get('labels')} labels, beyond "
+            f"{performance.get('limit', 0):.3f} "
+            f"(holdout {performance.get('holdout', 0):.3f}, tolerance {performance.get('tolerance', 0):.0%})"
+        )
+
+    def _alert(self, result: CheckResult, now: datetime) -> Alert:
+        assert result.alert is not None
+        lines = []
+        if result.episode == "opened" and result.report is not None:
+            lines.append(f"Drift on {result.rows} captured rows:")
+            lines += [
+                f"  {name}: PSI {column.psi:.3f}, {column.test} {column.statistic:.3f} (p={column.p_value:.2g})"
+                for name, column in result.report.columns.items()
+                if column.drifted
+            ]
+        if result.performance_episode == "opened":
+            lines.append(f"Performance: {self._drop_text(result)}.")
+        what = " and ".join(
+            part
+            for part, opened in (
+                ("drift", result.episode == "opened"),
+                ("performance", result.performance_episode == "opened"),
+            )
+            if opened
+        )
         return Alert(
             id=result.alert,
-            subject=f"LoopML drift: {result.model} v{result.version}"[:100],
+            subject=f"LoopML {what}: {result.model} v{result.version}"[:100],
             message=(
-                f"Model {result.model} (champion v{result.version}) drifted on {result.rows} captured rows.\n"
+                f"Model {result.model} (champion v{result.version}).\n"
                 + "\n".join(lines)
-                + f"\nAction: {action}.\nReport: {result.report_uri or 'not written'}\n"
-                "One alert per drift episode: the next alert comes after a check finds no drift."
+                + f"\nAction: {result.action or 'no retraining decision'}."
+                + f"\nReport: {result.report_uri or 'not written'}\n"
+                "One alert per episode: the next comes after a check finds the model well again."
             ),
             created_at=iso(now),
         )
+
+    def _performance(self, model: str, contract: DatasetContract, champion: ModelVersion) -> dict[str, Any] | None:
+        """The live metric per model version and day of prediction, and whether the champion's latest judged day
+        fell beyond the contract's tolerance from the holdout metric it was promoted on."""
+        from loopml_core.performance import dropped, limit, metrics
+
+        metric = contract.performance_metric
+        settings = contract.monitoring.performance
+        recent = [v.version for v in self.registry.model_versions(model)][-5:]
+        windows: list[dict[str, Any]] = []
+        for version in sorted({*recent, champion.version}):
+            for day, counts in sorted(self.registry.performance(model, version).items()):
+                value = metrics(counts).get(str(metric))
+                if value is not None:
+                    windows.append({"version": version, "window": day, "labels": counts.rows, "value": value})
+        if not windows:
+            return None
+        judged = [w for w in windows if w["version"] == champion.version and int(w["labels"]) >= settings.min_labels]
+        latest = judged[-1] if judged else None
+        holdout = champion.metrics.get(str(metric))
+        return {
+            "metric": str(metric),
+            "higher_is_better": metric.higher_is_better,
+            "holdout": holdout,
+            "tolerance": settings.tolerance,
+            "min_labels": settings.min_labels,
+            "limit": limit(metric, holdout, settings.tolerance) if holdout is not None else None,
+            "windows": windows[-200:],
+            "latest": latest,
+            "dropped": bool(
+                latest is not None
+                and holdout is not None
+                and dropped(metric, holdout, float(latest["value"]), settings.tolerance)
+            ),
+        }
+
+    @staticmethod
+    def _performance_news(state: MonitorState, result: CheckResult) -> bool:
+        """Whether the performance verdict opens or closes an episode: worth recording even without new traffic."""
+        if result.performance_dropped:
+            return state.performance_drop is None
+        latest = result.performance.get("latest") if result.performance else None
+        return state.performance_drop is not None and latest is not None
 
     def _write_report(self, result: CheckResult, now: datetime) -> str:
         key = report_key(result.model, now)
