@@ -88,10 +88,20 @@ def test_a_failed_validation_gives_the_upload_the_error_outcome(world: World) ->
         ("incoming/jan.csv", UNDECLARED),
         ("incoming/churn/2026/jan.csv", UNDECLARED),
         ("incoming//jan.csv", UNDECLARED),
+        ("labels/churn/june.csv", "churn"),  # a label file belongs to its model's dataset
+        ("labels/june.csv", UNDECLARED),
     ],
 )
 def test_the_dataset_is_the_second_segment_of_the_key_or_undeclared(key: str, dataset: str) -> None:
     assert (dataset_of(key) or UNDECLARED) == dataset
+
+
+def test_a_label_file_whose_join_kept_failing_gets_the_error_outcome_too(world: World) -> None:
+    failed = world.upload("labels/churn/june.csv")
+    handled = world.failures.handle(failed)
+    assert handled.status == "error" and handled.dataset == "churn" and world.tags(failed) == {"loopml-status": "error"}
+    [outcome] = world.registry.uploads("churn")
+    assert outcome.summary == "joining the labels failed after 3 attempts: MemoryError: out of memory"
 
 
 def test_an_upload_at_an_undeclared_location_is_recorded_under_undeclared(world: World) -> None:

@@ -17,7 +17,7 @@ from loopml_core.clock import iso
 from loopml_core.errors import NotFoundError
 from loopml_core.models import UploadOutcome, UploadStatus
 from loopml_core.registry import UNDECLARED, Registry
-from loopml_core.uploads import STATUS_TAG, dataset_of
+from loopml_core.uploads import LABELS, STATUS_TAG, dataset_of
 
 MAX_ERROR_CHARS = 500
 
@@ -62,7 +62,8 @@ def error_text(failed: FailedUpload) -> str:
 def failure_summary(failed: FailedUpload) -> str:
     attempts = f"{failed.attempts} attempt{'' if failed.attempts == 1 else 's'}"
     expired = " (the event expired before Lambda could retry again)" if failed.condition == "EventAgeExceeded" else ""
-    return f"validation failed after {attempts}{expired}: {error_text(failed)}"
+    what = "joining the labels" if failed.key.startswith(LABELS) else "validation"
+    return f"{what} failed after {attempts}{expired}: {error_text(failed)}"
 
 
 class UploadFailures:
