@@ -17,6 +17,7 @@ from typing import Any
 
 from loopml_core.capture import CAPTURE_MARKER, CAPTURE_PREFIX
 from loopml_core.contract import RETENTION_DAYS
+from loopml_core.models import UploadStatus
 from loopml_core.uploads import LABELS as LABELS_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,22 +106,196 @@ class S3TriggerSpec:
     suffix: str = ""  # empty: every key under the prefix
 
 
+METRICS_NAMESPACE = "LoopML"  # where Powertools puts the functions' own metrics (POWERTOOLS_METRICS_NAMESPACE)
+# CloudWatch's own statistics; any other (p99, tm90…) is an extended statistic, which alarms take in another field.
+STATISTICS = frozenset({"SampleCount", "Average", "Sum", "Minimum", "Maximum"})
+MAX_ALARM_METRICS = 10  # a hard CloudWatch limit on the metrics one metric-math alarm reads
+
+
+class MetricSource(StrEnum):
+    """What a metric is about, which fixes its namespace and its dimensions."""
+
+    SERVICE = "service"  # the functions' own metrics (Powertools EMF), with the one dimension `service`
+    FUNCTION = "function"  # AWS/Lambda, of one function
+    PIPELINE = "pipeline"  # AWS/States, of the training pipeline's state machine
+    API = "api"  # AWS/ApiGateway, of the inference API's stage
+
+
+@dataclass(frozen=True)
+class WatchedResources:
+    """The resources metrics are about, as a backend names them: physical names on moto; in CloudFormation,
+    references to the resources themselves, so each alarm watches the very resource the template deploys."""
+
+    region: str
+    function_names: dict[str, str]  # function key -> FunctionName
+    state_machine_arn: str
+    api_name: str
+    api_stage: str
+
+    @classmethod
+    def named(cls, names: Names) -> WatchedResources:
+        return cls(
+            region=names.region,
+            function_names={key: spec.physical_name() for key, spec in FUNCTIONS.items()},
+            state_machine_arn=names.state_machine_arn(),
+            api_name=API.name,
+            api_stage=API.stage,
+        )
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A CloudWatch metric, its dimensions named symbolically: each backend supplies the resources' names."""
+
+    source: MetricSource
+    name: str
+    function: str | None = None  # the function key, for MetricSource.FUNCTION
+
+    def __post_init__(self) -> None:
+        if (self.source is MetricSource.FUNCTION) != (self.function is not None):
+            raise ValueError(f"{self.name}: a function key goes with, and only with, an AWS/Lambda metric")
+
+    @property
+    def namespace(self) -> str:
+        return {
+            MetricSource.SERVICE: METRICS_NAMESPACE,
+            MetricSource.FUNCTION: "AWS/Lambda",
+            MetricSource.PIPELINE: "AWS/States",
+            MetricSource.API: "AWS/ApiGateway",
+        }[self.source]
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.function}" if self.function else self.name
+
+    def dimensions(self, watched: WatchedResources) -> dict[str, str]:
+        match self.source:
+            case MetricSource.SERVICE:
+                return {"service": SERVICE_NAME}  # POWERTOOLS_SERVICE_NAME
+            case MetricSource.FUNCTION:
+                assert self.function is not None
+                return {"FunctionName": watched.function_names[self.function]}
+            case MetricSource.PIPELINE:
+                return {"StateMachineArn": watched.state_machine_arn}
+            case MetricSource.API:
+                return {"ApiName": watched.api_name, "Stage": watched.api_stage}
+
+    def identity(self, watched: WatchedResources) -> dict[str, Any]:
+        """The metric as alarms name it (CloudWatch's `Metric` structure)."""
+        return {
+            "Namespace": self.namespace,
+            "MetricName": self.name,
+            "Dimensions": [{"Name": name, "Value": value} for name, value in self.dimensions(watched).items()],
+        }
+
+
 @dataclass(frozen=True)
 class AlarmSpec:
-    """A CloudWatch alarm on one function's AWS/Lambda metric, in alarm when the statistic over a period reaches
-    `threshold` (for `evaluation_periods` periods); its action publishes to the alert topic."""
+    """A CloudWatch alarm: in alarm when `statistic` of its metric per `period_s` compares with `threshold` as
+    `comparison` says in `datapoints_to_alarm` of the last `evaluation_periods` periods. Several metrics are summed
+    by metric math. Its action publishes to the alert topic, and an alarm acts only when its state changes: one
+    notification when trouble starts, none while it lasts."""
 
     key: str
     description: str
-    function: str
-    metric: str
-    statistic: str = "Sum"
+    metrics: tuple[MetricSpec, ...]
+    statistic: str = "Sum"  # or an extended statistic such as "p99"
     threshold: float = 1
+    comparison: str = "GreaterThanOrEqualToThreshold"
     period_s: int = 300
     evaluation_periods: int = 1
+    datapoints_to_alarm: int | None = None  # None: every evaluated period
+    # A period without a datapoint (no request, no check, nothing failed) is the healthy case, not missing data.
+    treat_missing_data: str = "notBreaching"
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.metrics) <= MAX_ALARM_METRICS:
+            raise ValueError(f"{self.key}: an alarm reads 1 to {MAX_ALARM_METRICS} metrics, not {len(self.metrics)}")
 
     def physical_name(self) -> str:
         return f"{PREFIX}-{self.key}"
+
+
+def metric_alarm(spec: AlarmSpec, watched: WatchedResources, actions: list[str]) -> dict[str, Any]:
+    """`spec` in the shape both CloudWatch's PutMetricAlarm (the local cloud) and CloudFormation
+    (`AWS::CloudWatch::Alarm`) take: one definition for both backends."""
+    alarm: dict[str, Any] = {
+        "AlarmName": spec.physical_name(),
+        "AlarmDescription": spec.description,
+        "ComparisonOperator": spec.comparison,
+        "Threshold": spec.threshold,
+        "EvaluationPeriods": spec.evaluation_periods,
+        "DatapointsToAlarm": spec.datapoints_to_alarm or spec.evaluation_periods,
+        "TreatMissingData": spec.treat_missing_data,
+        "AlarmActions": actions,
+    }
+    if len(spec.metrics) == 1:
+        statistic = "Statistic" if spec.statistic in STATISTICS else "ExtendedStatistic"
+        return alarm | spec.metrics[0].identity(watched) | {"Period": spec.period_s, statistic: spec.statistic}
+    ids = [f"m{index}" for index in range(len(spec.metrics))]
+    queries = [
+        {
+            "Id": query_id,
+            "MetricStat": {"Metric": metric.identity(watched), "Period": spec.period_s, "Stat": spec.statistic},
+            "ReturnData": False,
+        }
+        for query_id, metric in zip(ids, spec.metrics, strict=True)
+    ]
+    total = {"Id": "total", "Expression": f"SUM([{', '.join(ids)}])", "ReturnData": True}
+    return alarm | {"Metrics": [*queries, total]}
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """A graph on the dashboard: each metric drawn with each statistic, one point per `period_s`."""
+
+    title: str
+    metrics: tuple[MetricSpec, ...]
+    statistics: tuple[str, ...] = ("Sum",)
+    period_s: int = 300
+
+
+@dataclass(frozen=True)
+class DashboardSpec:
+    name: str
+    graphs: tuple[GraphSpec, ...]
+    columns: int = 2
+
+
+DASHBOARD_GRID_WIDTH = 24  # CloudWatch's dashboard grid
+
+
+def dashboard_body(spec: DashboardSpec, watched: WatchedResources) -> str:
+    """The dashboard's JSON body, which CloudWatch's PutDashboard (the local cloud) and CloudFormation
+    (`AWS::CloudWatch::Dashboard`) take as it is: one definition for both backends."""
+    width, height = DASHBOARD_GRID_WIDTH // spec.columns, 6
+
+    def series(graph: GraphSpec, metric: MetricSpec, statistic: str) -> list[Any]:
+        label = f"{metric.label} {statistic}" if len(graph.statistics) > 1 else metric.label
+        dimensions = [part for dimension in metric.dimensions(watched).items() for part in dimension]
+        return [metric.namespace, metric.name, *dimensions, {"stat": statistic, "label": label}]
+
+    widgets = [
+        {
+            "type": "metric",
+            "x": index % spec.columns * width,
+            "y": index // spec.columns * height,
+            "width": width,
+            "height": height,
+            "properties": {
+                "title": graph.title,
+                "region": watched.region,
+                "view": "timeSeries",
+                "stacked": False,
+                "period": graph.period_s,
+                "metrics": [
+                    series(graph, metric, statistic) for metric in graph.metrics for statistic in graph.statistics
+                ],
+            },
+        }
+        for index, graph in enumerate(spec.graphs)
+    ]
+    return json.dumps({"widgets": widgets})
 
 
 @dataclass(frozen=True)
@@ -494,8 +669,152 @@ ASYNC_INVOCATIONS: dict[str, AsyncInvokeSpec] = {spec.function: spec for spec in
 UPLOAD_ERRORS_ALARM = AlarmSpec(
     key="upload-errors",
     description="An upload's validation failed after Lambda's retries: it has the error outcome, nothing registered",
-    function=VALIDATION_FAILURES.on_failure,
-    metric="Invocations",
+    metrics=(MetricSpec(MetricSource.FUNCTION, "Invocations", VALIDATION_FAILURES.on_failure),),
+)
+
+
+def _per_function(metric: str) -> tuple[MetricSpec, ...]:
+    return tuple(MetricSpec(MetricSource.FUNCTION, metric, key) for key in FUNCTIONS)
+
+
+# The drift check emits one datapoint per model and check, once an hour. Its alarm looks at the last two hours, so a
+# check landing a little early or late in its clock hour does not read as an hour without drift: the alarm notifies
+# when an episode starts and returns to OK once two hours of checks are clean.
+DRIFT_CHECK_PERIOD_S = DRIFT_SCHEDULE.rate_minutes * 60
+DRIFT_ALARM = AlarmSpec(
+    key="drift-detected",
+    description="The drift check found drift in a model's inputs or predictions; its alert names the model and "
+    "links the report. One notification per episode: the alarm stays in ALARM while drift continues",
+    metrics=(MetricSpec(MetricSource.SERVICE, "DriftDetected"),),
+    period_s=DRIFT_CHECK_PERIOD_S,
+    evaluation_periods=2,
+    datapoints_to_alarm=1,
+)
+PERFORMANCE_ALARM = AlarmSpec(
+    key="performance-dropped",
+    description="A model's live performance on labelled traffic fell beyond its contract's tolerance; the drift "
+    "check's alert names the model and metric. One notification per episode: the alarm stays in ALARM meanwhile",
+    metrics=(MetricSpec(MetricSource.SERVICE, "PerformanceDropped"),),
+    period_s=DRIFT_CHECK_PERIOD_S,
+    evaluation_periods=2,
+    datapoints_to_alarm=1,
+)
+# Aborted runs are left out: only an operator stops an execution.
+PIPELINE_ALARM = AlarmSpec(
+    key="pipeline-failed",
+    description="A training pipeline run failed or timed out; its failure is recorded in the registry and the "
+    "champion is unchanged",
+    metrics=(
+        MetricSpec(MetricSource.PIPELINE, "ExecutionsFailed"),
+        MetricSpec(MetricSource.PIPELINE, "ExecutionsTimedOut"),
+    ),
+)
+UPLOADS_QUARANTINED_ALARM = AlarmSpec(
+    key="uploads-quarantined",
+    description="An upload broke its dataset contract and was quarantined; its report under quarantine/ names "
+    "every problem",
+    metrics=(MetricSpec(MetricSource.SERVICE, "UploadsQuarantined"),),
+)
+LABELS_QUARANTINED_ALARM = AlarmSpec(
+    key="labels-quarantined",
+    description="A label file was malformed and was quarantined; its report under quarantine/ names the rows and "
+    "columns",
+    metrics=(MetricSpec(MetricSource.SERVICE, "LabelsQuarantined"),),
+)
+# Any 5xx is a crash, a timeout or an outage, never a caller's mistake (those are 4xx).
+PREDICT_ERRORS_ALARM = AlarmSpec(
+    key="predict-5xx",
+    description="The inference API answered with a server error (the predict function crashed or timed out)",
+    metrics=(MetricSpec(MetricSource.API, "5XXError"),),
+)
+# A warm prediction takes tens of milliseconds; a cold start (onnxruntime and the model loaded) takes seconds. At low
+# traffic one cold start is a minute's p99, so the alarm needs a slow p99 in 3 of 5 minutes: sustained slowness.
+PREDICT_LATENCY_ALARM = AlarmSpec(
+    key="predict-latency",
+    description="The inference API's p99 latency stayed above 1 second for 3 of the last 5 minutes",
+    metrics=(MetricSpec(MetricSource.API, "Latency"),),
+    statistic="p99",
+    threshold=1000,
+    comparison="GreaterThanThreshold",
+    period_s=60,
+    evaluation_periods=5,
+    datapoints_to_alarm=3,
+)
+# No function reserves concurrency, so any throttle means the account's concurrency ran out: predictions are refused
+# and uploads wait for Lambda's retries.
+THROTTLES_ALARM = AlarmSpec(
+    key="throttles",
+    description="Lambda throttled a LoopML function: the account's concurrency is exhausted",
+    metrics=_per_function("Throttles"),
+)
+# A prediction that is served but not captured is invisible to the drift check and to label joins.
+CAPTURE_ERRORS_ALARM = AlarmSpec(
+    key="capture-errors",
+    description="Predictions were served but not captured: drift checks and label joins will not see them",
+    metrics=(MetricSpec(MetricSource.SERVICE, "CaptureErrors"),),
+)
+# The check is started by the schedule, which has no on-failure destination: a check that keeps failing would
+# leave monitoring stopped without a word.
+CHECK_FAILED_ALARM = AlarmSpec(
+    key="monitoring-check-failed",
+    description="The monitoring check failed: drift and live performance are not being watched until it is fixed",
+    metrics=(MetricSpec(MetricSource.FUNCTION, "Errors", DRIFT_SCHEDULE.function),),
+    period_s=DRIFT_CHECK_PERIOD_S,
+)
+ALARMS = (
+    UPLOAD_ERRORS_ALARM,
+    CHECK_FAILED_ALARM,
+    DRIFT_ALARM,
+    PERFORMANCE_ALARM,
+    PIPELINE_ALARM,
+    UPLOADS_QUARANTINED_ALARM,
+    LABELS_QUARANTINED_ALARM,
+    PREDICT_ERRORS_ALARM,
+    PREDICT_LATENCY_ALARM,
+    THROTTLES_ALARM,
+    CAPTURE_ERRORS_ALARM,
+)
+
+
+DASHBOARD = DashboardSpec(
+    name=PREFIX,
+    graphs=(
+        GraphSpec(
+            "Predict requests and predicted records",
+            (MetricSpec(MetricSource.API, "Count"), MetricSpec(MetricSource.SERVICE, "Predictions")),
+        ),
+        GraphSpec("Predict latency (ms)", (MetricSpec(MetricSource.API, "Latency"),), ("p50", "p99"), period_s=60),
+        GraphSpec(
+            "Predict errors and uncaptured predictions",
+            (
+                MetricSpec(MetricSource.API, "5XXError"),
+                MetricSpec(MetricSource.API, "4XXError"),
+                MetricSpec(MetricSource.SERVICE, "CaptureErrors"),
+            ),
+        ),
+        GraphSpec(
+            "Drift and live performance (per hourly check)",
+            (MetricSpec(MetricSource.SERVICE, "DriftDetected"), MetricSpec(MetricSource.SERVICE, "PerformanceDropped")),
+            period_s=DRIFT_CHECK_PERIOD_S,
+        ),
+        GraphSpec(
+            "Upload outcomes",
+            tuple(MetricSpec(MetricSource.SERVICE, f"Uploads{status.capitalize()}") for status in UploadStatus),
+        ),
+        GraphSpec(
+            "Label file outcomes",
+            (MetricSpec(MetricSource.SERVICE, "LabelsAccepted"), MetricSpec(MetricSource.SERVICE, "LabelsQuarantined")),
+        ),
+        GraphSpec(
+            "Pipeline executions",
+            tuple(
+                MetricSpec(MetricSource.PIPELINE, f"Executions{outcome}")
+                for outcome in ("Started", "Succeeded", "Failed", "TimedOut")
+            ),
+        ),
+        GraphSpec("Function errors", _per_function("Errors")),
+        GraphSpec("Function throttles", _per_function("Throttles")),
+    ),
 )
 
 

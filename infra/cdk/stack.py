@@ -59,6 +59,8 @@ class LoopMLStack(Stack):
             names=names,
             arns=arns,
             functions=self.functions.functions,
+            state_machine=self.pipeline.state_machine,
+            rest_api=self.api.rest_api,
             data_bucket=self.storage.data_bucket,
             alert_email=settings.alert_email,
         )

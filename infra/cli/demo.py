@@ -219,16 +219,16 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
                 )
                 say.say(f"report: {result['report']}")
                 summary["drift_report"] = result["report"]
-                performance = result["performance"] or {}
-                latest = performance.get("latest")
-                say.check(latest is not None, f"no live performance: {performance}")
+                performance: dict[str, Any] = result["performance"] or {}
+                judged: dict[str, Any] = performance.get("latest") or {}
+                say.check(bool(judged), f"no live performance: {performance}")
                 say.say(
-                    f"live {performance['metric']} of v{latest['version']} on {latest['window']}: "
-                    f"[bold]{latest['value']:.3f}[/] over {latest['labels']} labels (holdout "
+                    f"live {performance['metric']} of v{judged['version']} on {judged['window']}: "
+                    f"[bold]{judged['value']:.3f}[/] over {judged['labels']} labels (holdout "
                     f"{performance['holdout']:.3f}; alert below {performance['limit']:.3f})"
                     + (" [red]dropped[/]" if performance["dropped"] else "")
                 )
-                summary["live_performance"] = {performance["metric"]: latest["value"]}
+                summary["live_performance"] = {performance["metric"]: judged["value"]}
                 alerts = cloud.alerts()
                 say.check(bool(alerts), "no alert was published")
                 say.say(f"SNS alert: [yellow]{alerts[0].get('Subject')}[/]")

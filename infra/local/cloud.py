@@ -487,21 +487,13 @@ class LocalCloud:
                 MaximumRetryAttempts=invocation.retry_attempts,
                 DestinationConfig={"OnFailure": {"Destination": self.names.function_arn(invocation.on_failure)}},
             )
-        alarm = decl.UPLOAD_ERRORS_ALARM
-        # Declared for parity; moto records no Lambda metrics, so it never fires (the function alerts by itself).
-        self.client("cloudwatch").put_metric_alarm(
-            AlarmName=alarm.physical_name(),
-            AlarmDescription=alarm.description,
-            Namespace="AWS/Lambda",
-            MetricName=alarm.metric,
-            Dimensions=[{"Name": "FunctionName", "Value": decl.FUNCTIONS[alarm.function].physical_name()}],
-            Statistic=alarm.statistic,
-            Period=alarm.period_s,
-            EvaluationPeriods=alarm.evaluation_periods,
-            Threshold=alarm.threshold,
-            ComparisonOperator="GreaterThanOrEqualToThreshold",
-            TreatMissingData="notBreaching",
-            AlarmActions=[topic_arn],
+        # Declared for parity: moto records no metrics, so no alarm fires locally; alerts come only from the functions.
+        cloudwatch = self.client("cloudwatch")
+        watched = decl.WatchedResources.named(self.names)
+        for alarm in decl.ALARMS:
+            cloudwatch.put_metric_alarm(**decl.metric_alarm(alarm, watched, [topic_arn]))
+        cloudwatch.put_dashboard(
+            DashboardName=decl.DASHBOARD.name, DashboardBody=decl.dashboard_body(decl.DASHBOARD, watched)
         )
 
         s3.put_bucket_notification_configuration(

@@ -17,27 +17,40 @@ from cfnlint.api import ManualArgs, lint
 from infra.cdk import nag
 from infra.cdk.app_factory import SKIP_BUNDLING, create_app
 from infra.declaration import (
+    ALARMS,
     API,
     ASYNC_INVOCATIONS,
     CAPTURE_DELIVERY,
+    DASHBOARD,
+    DRIFT_ALARM,
     DRIFT_SCHEDULE,
     FUNCTIONS,
     LABEL_FAILURES,
     LABELS_TRIGGER,
     LAMBDA_RUNTIME,
     LAYERS,
+    METRICS_NAMESPACE,
+    PERFORMANCE_ALARM,
     PIPELINE,
+    PREDICT_LATENCY_ALARM,
     PREFIX,
     S3_TRIGGERS,
+    SERVICE_NAME,
     UPLOAD_ERRORS_ALARM,
     UPLOAD_TRIGGER,
     VALIDATION_FAILURES,
     Access,
+    AlarmSpec,
     AsyncInvokeSpec,
     FunctionSpec,
+    MetricSource,
+    WatchedResources,
     capture_destination,
+    dashboard_body,
     function_environment,
+    metric_alarm,
 )
+from loopml_core.models import UploadStatus
 
 # One worker runs all of these under `pytest -n N --dist loadgroup`, so the app is synthesized once.
 pytestmark = pytest.mark.xdist_group("cdk")
@@ -377,8 +390,9 @@ def test_only_upload_handlers_may_invoke_a_function_and_only_their_destination(t
 
 def test_upload_errors_alarm_publishes_to_the_alert_topic(template: Template) -> None:
     alarm = template.props(template.one("AWS::CloudWatch::Alarm", AlarmName=f"{PREFIX}-upload-errors"))
-    failed = function_id(template, UPLOAD_ERRORS_ALARM.function)
-    assert UPLOAD_ERRORS_ALARM.function == VALIDATION_FAILURES.on_failure == "upload_failed"
+    [metric] = UPLOAD_ERRORS_ALARM.metrics
+    failed = function_id(template, "upload_failed")
+    assert metric.function == VALIDATION_FAILURES.on_failure == LABEL_FAILURES.on_failure == "upload_failed"
     assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("AWS/Lambda", "Invocations", "Sum")
     assert [(d["Name"], flatten(d["Value"])) for d in alarm["Dimensions"]] == [("FunctionName", "${" + failed + "}")]
     assert alarm["Period"] == UPLOAD_ERRORS_ALARM.period_s == 300
@@ -386,6 +400,180 @@ def test_upload_errors_alarm_publishes_to_the_alert_topic(template: Template) ->
     assert alarm["EvaluationPeriods"] == 1 and alarm["TreatMissingData"] == "notBreaching"
     topic = template.one("AWS::SNS::Topic", TopicName=NAMES.alert_topic)
     assert [flatten(action) for action in alarm["AlarmActions"]] == ["${" + topic + "}"]
+    # Deployed before the alarms were generalised: a new logical id would replace it by an alarm of the same name.
+    assert template.one("AWS::CloudWatch::Alarm", AlarmName=f"{PREFIX}-upload-errors").startswith(
+        "MonitoringUploadErrorsAlarm"
+    )
+
+
+# --- alarms and dashboard ------------------------------------------------------------------------------------------
+
+
+def resolved(value: Any) -> Any:
+    """A template value with every intrinsic function in it flattened, for comparison with a rendered declaration."""
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in ("Ref", "Fn::GetAtt", "Fn::Join"):
+        return flatten(value)
+    if isinstance(value, dict):
+        return {key: resolved(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [resolved(item) for item in value]
+    return value
+
+
+def watched_in(template: Template) -> WatchedResources:
+    """What the alarms and the dashboard must watch: the resources this template deploys, by reference."""
+    machine = template.one("AWS::StepFunctions::StateMachine", StateMachineName=NAMES.state_machine)
+    template.one("AWS::ApiGateway::RestApi", Name=API.name)
+    stage = template.one("AWS::ApiGateway::Stage", StageName=API.stage)
+    return WatchedResources(
+        region="${AWS::Region}",
+        function_names={key: "${" + function_id(template, key) + "}" for key in FUNCTIONS},
+        state_machine_arn="${" + machine + "}",
+        api_name=API.name,
+        api_stage="${" + stage + "}",
+    )
+
+
+def alarm_props(template: Template, spec: AlarmSpec) -> dict[str, Any]:
+    return template.props(template.one("AWS::CloudWatch::Alarm", AlarmName=spec.physical_name()))
+
+
+def watched_metrics(alarm: dict[str, Any]) -> list[tuple[str, str, str, dict[str, str]]]:
+    """(namespace, metric, statistic, dimensions) of each metric an alarm reads, single or summed by metric math."""
+    if "Metrics" not in alarm:
+        statistic = alarm.get("Statistic") or alarm["ExtendedStatistic"]
+        stats = [{"Metric": alarm, "Stat": statistic}]
+    else:
+        stats = [query["MetricStat"] for query in alarm["Metrics"] if "MetricStat" in query]
+    return [
+        (
+            stat["Metric"]["Namespace"],
+            stat["Metric"]["MetricName"],
+            stat["Stat"],
+            {d["Name"]: flatten(d["Value"]) for d in stat["Metric"]["Dimensions"]},
+        )
+        for stat in stats
+    ]
+
+
+def test_exactly_the_declared_alarms_exist(template: Template) -> None:
+    names = [props["Properties"]["AlarmName"] for props in template.of_type("AWS::CloudWatch::Alarm").values()]
+    assert sorted(names) == sorted(spec.physical_name() for spec in ALARMS)
+    assert len(names) == len(ALARMS) == len({spec.key for spec in ALARMS}) == 11
+
+
+@pytest.mark.parametrize("spec", ALARMS, ids=lambda spec: spec.key)
+def test_alarm_matches_the_declaration_and_publishes_to_the_alert_topic(template: Template, spec: AlarmSpec) -> None:
+    alarm = alarm_props(template, spec)
+    topic = template.one("AWS::SNS::Topic", TopicName=NAMES.alert_topic)
+    assert resolved(alarm["AlarmActions"]) == ["${" + topic + "}"]
+    assert alarm["Threshold"] == spec.threshold and alarm["ComparisonOperator"] == spec.comparison
+    assert alarm["EvaluationPeriods"] == spec.evaluation_periods
+    assert alarm["DatapointsToAlarm"] == (spec.datapoints_to_alarm or spec.evaluation_periods)
+    assert alarm["TreatMissingData"] == spec.treat_missing_data == "notBreaching"
+    # Each metric resolves to the resource the template deploys (the function, the state machine, the API stage).
+    watched = watched_in(template)
+    assert watched_metrics(alarm) == [
+        (metric.namespace, metric.name, spec.statistic, metric.dimensions(watched)) for metric in spec.metrics
+    ]
+    if len(spec.metrics) > 1:
+        [total] = [query for query in alarm["Metrics"] if query["ReturnData"]]
+        assert total["Expression"] == f"SUM([{', '.join(f'm{index}' for index in range(len(spec.metrics)))}])"
+        assert {query["MetricStat"]["Period"] for query in alarm["Metrics"] if "MetricStat" in query} == {spec.period_s}
+    else:
+        assert alarm["Period"] == spec.period_s
+        assert ("Statistic" in alarm) == (spec.statistic in {"Sum", "Average", "Minimum", "Maximum", "SampleCount"})
+    # The very alarm the local cloud puts on moto, with the template's references for the names.
+    rendered = metric_alarm(spec, watched, ["${" + topic + "}"])
+    assert {key: resolved(value) for key, value in alarm.items() if key != "Tags"} == rendered
+
+
+def test_alarms_watch_what_the_issue_asks_for(template: Template) -> None:
+    watched = {
+        (namespace, metric): (statistic, dimensions)
+        for spec in ALARMS
+        for namespace, metric, statistic, dimensions in watched_metrics(alarm_props(template, spec))
+    }
+    machine = watched_in(template).state_machine_arn
+    stage = watched_in(template).api_stage
+    service = {"service": SERVICE_NAME}
+    assert watched[("LoopML", "DriftDetected")] == ("Sum", service)
+    assert watched[("LoopML", "PerformanceDropped")] == ("Sum", service)
+    assert watched[("LoopML", "UploadsQuarantined")] == ("Sum", service)
+    assert watched[("LoopML", "LabelsQuarantined")] == ("Sum", service)
+    assert watched[("LoopML", "CaptureErrors")] == ("Sum", service)
+    assert watched[("AWS/States", "ExecutionsFailed")] == ("Sum", {"StateMachineArn": machine})
+    assert watched[("AWS/States", "ExecutionsTimedOut")] == ("Sum", {"StateMachineArn": machine})
+    assert watched[("AWS/ApiGateway", "5XXError")] == ("Sum", {"ApiName": API.name, "Stage": stage})
+    assert watched[("AWS/ApiGateway", "Latency")] == ("p99", {"ApiName": API.name, "Stage": stage})
+    throttled = {
+        dimensions["FunctionName"]
+        for spec in ALARMS
+        for _, metric, _, dimensions in watched_metrics(alarm_props(template, spec))
+        if metric == "Throttles"
+    }
+    assert throttled == {"${" + function_id(template, key) + "}" for key in FUNCTIONS}
+
+
+def test_drift_alarms_notify_once_per_episode_of_hourly_checks(template: Template) -> None:
+    for spec in (DRIFT_ALARM, PERFORMANCE_ALARM):
+        alarm = alarm_props(template, spec)
+        # Hourly checks, and any of the last two hours in drift keeps the alarm in ALARM: no second notification.
+        assert alarm["Period"] == DRIFT_SCHEDULE.rate_minutes * 60 == 3600
+        assert (alarm["DatapointsToAlarm"], alarm["EvaluationPeriods"]) == (1, 2)
+        assert "OKActions" not in alarm and "InsufficientDataActions" not in alarm
+
+
+def test_predict_latency_alarm_is_a_sustained_p99(template: Template) -> None:
+    alarm = alarm_props(template, PREDICT_LATENCY_ALARM)
+    assert (alarm["ExtendedStatistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "p99",
+        1000,
+        "GreaterThanThreshold",
+    )
+    assert "Statistic" not in alarm
+    assert (alarm["Period"], alarm["DatapointsToAlarm"], alarm["EvaluationPeriods"]) == (60, 3, 5)
+
+
+def test_functions_emit_under_the_namespace_and_service_the_alarms_watch() -> None:
+    """The functions emit with Powertools under the namespace and service the alarms and the dashboard name."""
+    for spec in FUNCTIONS.values():
+        environment = function_environment(NAMES, spec)
+        assert environment["POWERTOOLS_METRICS_NAMESPACE"] == METRICS_NAMESPACE
+        assert environment["POWERTOOLS_SERVICE_NAME"] == SERVICE_NAME
+
+
+def test_every_application_metric_watched_is_one_a_function_emits() -> None:
+    handlers = "\n".join((spec.code_dir / "handler.py").read_text() for spec in FUNCTIONS.values())
+    emitted = set(re.findall(r'add_metric\(name="(\w+)"', handlers))
+    # `Uploads{status}` and `Labels{status}`: one metric per upload outcome.
+    prefixes = re.findall(r'add_metric\(name=f"(\w+)\{', handlers)
+    emitted |= {prefix + status.capitalize() for prefix in prefixes for status in UploadStatus}
+    watched = {metric for spec in ALARMS for metric in spec.metrics}
+    watched |= {metric for graph in DASHBOARD.graphs for metric in graph.metrics}
+    names = {metric.name for metric in watched if metric.source is MetricSource.SERVICE}
+    assert {"DriftDetected", "PerformanceDropped", "UploadsQuarantined", "LabelsQuarantined", "CaptureErrors"} <= names
+    assert names <= emitted
+
+
+def test_dashboard_is_the_declared_one_and_graphs_every_alarmed_metric(template: Template) -> None:
+    dashboard = template.props(template.one("AWS::CloudWatch::Dashboard", DashboardName=DASHBOARD.name))
+    assert DASHBOARD.name == PREFIX
+    body = flatten(dashboard["DashboardBody"])
+    assert body == dashboard_body(DASHBOARD, watched_in(template))  # the very body the local cloud puts on moto
+    widgets = json.loads(body)["widgets"]
+    assert len(widgets) == len(DASHBOARD.graphs) and len(template.of_type("AWS::CloudWatch::Dashboard")) == 1
+    graphed = {tuple(series[:-1]) for widget in widgets for series in widget["properties"]["metrics"]}
+    for spec in ALARMS:
+        for namespace, metric, _, dimensions in watched_metrics(alarm_props(template, spec)):
+            if metric != "Invocations":  # the upload errors alarm's metric is graphed as UploadsError
+                assert (namespace, metric, *(part for item in dimensions.items() for part in item)) in graphed
+    assert ("LoopML", "UploadsError", "service", SERVICE_NAME) in graphed
+    stats = {(series[1], series[-1]["stat"]) for widget in widgets for series in widget["properties"]["metrics"]}
+    assert {("Latency", "p50"), ("Latency", "p99"), ("Predictions", "Sum"), ("4XXError", "Sum")} <= stats
+    assert {("Uploads" + status, "Sum") for status in ("Accepted", "Quarantined", "Error")} <= stats
+    assert {("ExecutionsSucceeded", "Sum"), ("ExecutionsFailed", "Sum"), ("Throttles", "Sum")} <= stats
+    assert all(widget["properties"]["region"] == "${AWS::Region}" for widget in widgets)
 
 
 # --- pipeline --------------------------------------------------------------------------------------------------------

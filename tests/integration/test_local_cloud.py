@@ -227,3 +227,24 @@ def test_capture_delivery_is_declared_on_moto_as_for_cdk(cloud):
     assert subscription["destinationArn"] == stream["DeliveryStreamDescription"]["DeliveryStreamARN"]
     rules = cloud.client("s3").get_bucket_lifecycle_configuration(Bucket=cloud.names.artifact_bucket)["Rules"]
     assert {(r["Filter"]["Prefix"], r["Expiration"]["Days"]) for r in rules} == set(spec.retention_prefixes())
+
+
+def test_alarms_and_dashboard_are_declared_on_moto_as_for_cdk(cloud):
+    cloudwatch = cloud.client("cloudwatch")
+    alarms = {
+        alarm["AlarmName"]: alarm
+        for alarm in cloudwatch.describe_alarms(AlarmNamePrefix=f"{decl.PREFIX}-")["MetricAlarms"]
+    }
+    assert sorted(alarms) == sorted(spec.physical_name() for spec in decl.ALARMS)
+    watched = decl.WatchedResources.named(cloud.names)
+    for spec in decl.ALARMS:
+        alarm = alarms[spec.physical_name()]
+        assert alarm["AlarmActions"] == [cloud.names.alert_topic_arn()]
+        declared = decl.metric_alarm(spec, watched, [cloud.names.alert_topic_arn()])
+        summed = declared.pop("Metrics", [])  # metric math: compared by the metrics it sums
+        assert {key: alarm.get(key) for key in declared} == declared
+        assert [query.get("MetricStat") for query in alarm.get("Metrics", [])] == [
+            query.get("MetricStat") for query in summed
+        ]
+    dashboard = cloudwatch.get_dashboard(DashboardName=decl.DASHBOARD.name)
+    assert dashboard["DashboardBody"] == decl.dashboard_body(decl.DASHBOARD, watched)

@@ -1,12 +1,13 @@
-"""What keeps the loop closed: the alert topic and its alarms, the drift schedule, and the upload trigger."""
+"""What keeps the loop closed: the alert topic, the alarms and the dashboard, the drift schedule, and the upload
+trigger."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, RemovalPolicy
+from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -15,17 +16,22 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.cdk.arns import Arns
 from infra.declaration import (
+    ALARMS,
+    DASHBOARD,
     DRIFT_SCHEDULE,
     FUNCTIONS,
     PREFIX,
     S3_TRIGGERS,
-    UPLOAD_ERRORS_ALARM,
     AlarmSpec,
     Names,
+    WatchedResources,
+    dashboard_body,
+    metric_alarm,
 )
 
 
@@ -38,6 +44,8 @@ class Monitoring(Construct):
         names: Names,
         arns: Arns,
         functions: Mapping[str, lambda_.IFunction],
+        state_machine: sfn.IStateMachine,
+        rest_api: apigw.RestApi,
         data_bucket: s3.Bucket,
         alert_email: str | None = None,
     ) -> None:
@@ -45,7 +53,15 @@ class Monitoring(Construct):
         publishers = [functions[key].role for key, spec in FUNCTIONS.items() if spec.grants.publish_alerts]
         self.alert_key = self._build_alert_key([role for role in publishers if role is not None])
         self.alert_topic = self._build_alert_topic(names, alert_email)
-        self.upload_errors_alarm = self._build_alarm(UPLOAD_ERRORS_ALARM, functions[UPLOAD_ERRORS_ALARM.function])
+        watched = WatchedResources(
+            region=Aws.REGION,
+            function_names={key: function.function_name for key, function in functions.items()},
+            state_machine_arn=state_machine.state_machine_arn,
+            api_name=rest_api.rest_api_name,
+            api_stage=rest_api.deployment_stage.stage_name,
+        )
+        self.alarms = {spec.key: self._build_alarm(spec, watched) for spec in ALARMS}
+        self.dashboard = self._build_dashboard(watched)
         self.drift_schedule = self._build_drift_schedule(functions[DRIFT_SCHEDULE.function])
         self._build_upload_triggers(data_bucket, arns.bucket(names.data_bucket), functions)
 
@@ -92,21 +108,23 @@ class Monitoring(Construct):
             topic.add_subscription(subscriptions.EmailSubscription(alert_email))
         return topic
 
-    def _build_alarm(self, spec: AlarmSpec, function: lambda_.IFunction) -> cloudwatch.Alarm:
-        alarm = cloudwatch.Alarm(
-            self,
-            "".join(part.capitalize() for part in spec.key.split("-")) + "Alarm",
-            alarm_name=spec.physical_name(),
-            alarm_description=spec.description,
-            metric=function.metric(spec.metric, statistic=spec.statistic, period=Duration.seconds(spec.period_s)),
-            threshold=spec.threshold,
-            evaluation_periods=spec.evaluation_periods,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            # No invocation in a period is the healthy case, not missing data.
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    def _build_alarm(self, spec: AlarmSpec, watched: WatchedResources) -> cloudwatch.CfnAlarm:
+        # The alarm is the `Resource` of a construct named after it, as an L2 alarm's is: the upload errors alarm keeps
+        # the logical id it was first deployed with, so CloudFormation never replaces it by one of the same name.
+        holder = Construct(self, "".join(part.capitalize() for part in spec.key.split("-")) + "Alarm")
+        alarm = cloudwatch.CfnAlarm(
+            holder, "Resource", comparison_operator=spec.comparison, evaluation_periods=spec.evaluation_periods
         )
-        alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.alert_topic))
+        # Everything else exactly as the local cloud puts it on moto.
+        for name, value in metric_alarm(spec, watched, [self.alert_topic.topic_arn]).items():
+            alarm.add_property_override(name, value)
         return alarm
+
+    def _build_dashboard(self, watched: WatchedResources) -> cloudwatch.CfnDashboard:
+        # The body is rendered once for both backends; CloudFormation joins in the resource names it holds as tokens.
+        return cloudwatch.CfnDashboard(
+            self, "Dashboard", dashboard_name=DASHBOARD.name, dashboard_body=dashboard_body(DASHBOARD, watched)
+        )
 
     def _build_drift_schedule(self, function: lambda_.IFunction) -> events.Rule:
         return events.Rule(
