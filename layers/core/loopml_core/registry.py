@@ -296,11 +296,15 @@ class Registry:
 
         The first outcome of an object version stands: recording another returns the one already there.
         """
-        item = _doc_item(_dataset_pk(outcome.dataset), _upload_sk(outcome.source_id), outcome.model_dump())
         details = outcome.model_dump(mode="json", exclude_none=True, exclude={"dataset", "status", "at"})
         event = Event(f"dataset.upload.{outcome.status}", f"dataset/{outcome.dataset}", details)
+        return self._commit_outcome(outcome, [], event)
+
+    def _commit_outcome(self, outcome: UploadOutcome, puts: list[Put], event: Event) -> UploadOutcome:
+        """Commit an upload's first outcome with `puts` and its audit record; if it has one already, return that."""
+        item = _doc_item(_dataset_pk(outcome.dataset), _upload_sk(outcome.source_id), outcome.model_dump())
         try:
-            self._commit([Put(item, if_absent=True)], [event])
+            self._commit([Put(item, if_absent=True), *puts], [event])
         except ConflictError:
             existing = self.upload(outcome.dataset, outcome.source_id)
             if existing is None:
@@ -313,12 +317,7 @@ class Registry:
     ) -> UploadOutcome:
         """Record an accepted label file, the performance counts it adds per (model version, day), and its audit
         record, in one transaction. A redelivered file changes nothing and gets its first outcome back."""
-        puts = [
-            Put(
-                _doc_item(_dataset_pk(outcome.dataset), _upload_sk(outcome.source_id), outcome.model_dump()),
-                if_absent=True,
-            )
-        ]
+        puts = []
         for (version, day), counted in sorted(counts.items()):
             document = {"version": version, "day": day, "source": outcome.source_id, "counts": counted.to_json()}
             item = _doc_item(_performance_pk(outcome.dataset, version), f"{day}#{outcome.source_id}", document)
@@ -330,14 +329,7 @@ class Registry:
             "joined": {f"v{v} {d}": c.rows for (v, d), c in sorted(counts.items())},
         }
         event = Event("dataset.labels.accepted", f"dataset/{outcome.dataset}", details)
-        try:
-            self._commit(puts, [event])
-        except ConflictError:
-            existing = self.upload(outcome.dataset, outcome.source_id)
-            if existing is None:
-                raise
-            return existing
-        return outcome
+        return self._commit_outcome(outcome, puts, event)
 
     def performance(self, model: str, version: int) -> dict[str, PerformanceCounts]:
         """A model version's live performance counts per day of prediction, every label file merged."""
