@@ -337,8 +337,10 @@ class CaptureDeliverySpec:
         return f"{self.prefix}{keys}!{{timestamp:yyyy/MM/dd/HH}}/"
 
     def retention_prefixes(self) -> list[tuple[str, int]]:
-        """(prefix, days) of each retention class: everything under the prefix expires after that many days."""
-        return [(f"{self.prefix}{days}d/", days) for days in self.retention_classes]
+        """(prefix, days) of each retention class, and of the records Firehose could not partition (raw captured
+        requests too): everything under the prefix expires after that many days."""
+        classes = [(f"{self.prefix}{days}d/", days) for days in self.retention_classes]
+        return [*classes, (self.error_prefix, ERROR_RETENTION_DAYS)]
 
     @property
     def s3_error_prefix(self) -> str:
@@ -377,9 +379,15 @@ def capture_destination(spec: CaptureDeliverySpec, bucket_arn: str, role_arn: st
     }
 
 
-def capture_lifecycle_rules(spec: CaptureDeliverySpec) -> list[dict[str, Any]]:
-    """The retention classes as S3 lifecycle rules (API shape; CDK builds the same from `retention_prefixes`)."""
-    return [
+def artifact_lifecycle_rules(spec: CaptureDeliverySpec) -> list[dict[str, Any]]:
+    """The artifact bucket's lifecycle rules, in the S3 API's shape (CDK builds the same from the same values)."""
+    abort = {
+        "ID": "abort-incomplete-uploads",
+        "Filter": {"Prefix": ""},
+        "Status": "Enabled",
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": ABORT_INCOMPLETE_UPLOADS_DAYS},
+    }
+    return [abort] + [
         {
             "ID": f"{spec.key}-{days}d",
             "Filter": {"Prefix": prefix},
@@ -490,6 +498,8 @@ MODELS_PREFIX = "models/"
 REPORTS_PREFIX = "reports/"
 
 CAPTURE_DELIVERY_BUFFER_S = 300  # Firehose's buffering interval for captured traffic
+ERROR_RETENTION_DAYS = 30  # captured requests Firehose could not partition: kept to look into, then expired
+ABORT_INCOMPLETE_UPLOADS_DAYS = 7  # parts of a multipart upload never completed
 
 # Uploads larger than this are quarantined unread (the validation function's LOOPML_MAX_UPLOAD_BYTES).
 MAX_UPLOAD_BYTES = 5 * 1024**3
@@ -668,7 +678,8 @@ ASYNC_INVOCATIONS: dict[str, AsyncInvokeSpec] = {spec.function: spec for spec in
 # application metric emitted by the function would not.
 UPLOAD_ERRORS_ALARM = AlarmSpec(
     key="upload-errors",
-    description="An upload's validation failed after Lambda's retries: it has the error outcome, nothing registered",
+    description="An upload's validation (or a label file's join) failed after Lambda's retries: it has the error "
+    "outcome, nothing registered",
     metrics=(MetricSpec(MetricSource.FUNCTION, "Invocations", VALIDATION_FAILURES.on_failure),),
 )
 

@@ -560,7 +560,7 @@ class LocalCloud:
         )
         self.client("s3").put_bucket_lifecycle_configuration(
             Bucket=self.names.artifact_bucket,
-            LifecycleConfiguration={"Rules": decl.capture_lifecycle_rules(spec)},
+            LifecycleConfiguration={"Rules": decl.artifact_lifecycle_rules(spec)},
         )
 
     # -- using it ---------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import json
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from loopml_core.adapters.notifier import InMemoryNotifier, SnsNotifier
@@ -137,6 +138,19 @@ def test_table_if_equals_guards_against_lost_updates(table):
     assert table.get("A", "head")["seq"] == 2
     with pytest.raises(ConflictError):
         table.transact([Put({"pk": "A", "sk": "missing", "seq": 1}, if_equals={"seq": 0})])
+
+
+def test_table_transaction_takes_at_most_a_hundred_writes(table):
+    with pytest.raises((ValueError, ClientError)):
+        table.transact([Put({"pk": "T", "sk": str(i)}) for i in range(101)])
+    assert table.query("T") == []
+
+
+def test_table_deletes_an_item_and_ignores_a_missing_one(table):
+    table.transact([Put({"pk": "P", "sk": "a", "v": 1}), Put({"pk": "P", "sk": "b", "v": 2})])
+    table.delete("P", "a")
+    table.delete("P", "zz")
+    assert table.get("P", "a") is None and [i["sk"] for i in table.query("P")] == ["b"]
 
 
 def test_table_queries_by_prefix_in_order(table):

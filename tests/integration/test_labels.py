@@ -103,3 +103,12 @@ def test_a_bad_label_file_is_quarantined_with_a_report_naming_rows_and_columns(
     assert issue["column"] == column
     if check in {"categories", "types", "nulls"}:
         assert issue["rows"] == [0] and issue["lines"] == [2]
+
+
+def test_a_hand_written_header_with_spaces_is_read(served, cloud, registry, store):
+    request_id, index, _, truth = served[1]
+    body = f"request_id, index, churned\n{request_id}, {index}, {truth}\n".encode()
+    tags = upload_and_wait(store, cloud.names.data_bucket, "labels/churn/spaced.csv", body)
+    assert tags["loopml-status"] == "accepted"
+    [outcome] = [u for u in registry.uploads("churn") if u.source_key == "labels/churn/spaced.csv"]
+    assert outcome.rows == 1 and "1 joined" in outcome.summary

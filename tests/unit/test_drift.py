@@ -177,7 +177,7 @@ def test_threshold_is_respected() -> None:
     psi = compare(profile, live, None).per_feature["amount"]
     psi_only = Thresholds(psi=psi + 0.01, min_effect=1.0)  # a KS effect can never reach 1 here
     assert compare(profile, live, None, thresholds=psi_only).drifted == []
-    assert compare(profile, live, None, threshold=psi - 0.01).drifted == ["amount"]
+    assert compare(profile, live, None, Thresholds(psi=psi - 0.01)).drifted == ["amount"]
 
 
 def test_profile_requires_every_feature() -> None:

@@ -16,7 +16,7 @@ from loopml_core.adapters.table import InMemoryTable
 from loopml_core.capture import capture_lines
 from loopml_core.contract import Retraining, load_contract
 from loopml_core.drift import build_profile
-from loopml_core.logic.monitor import DriftMonitor, decide_retraining
+from loopml_core.logic.monitor import CheckFailedError, DriftMonitor, decide_retraining
 from loopml_core.models import DatasetVersion, ModelVersion, ObjectRef, UploadOutcome, UploadStatus
 from loopml_core.performance import classification_counts
 from loopml_core.registry import Registry
@@ -300,7 +300,7 @@ def test_an_alert_that_failed_to_publish_is_sent_by_the_next_check_once(world):
     flaky = FlakyNotifier()
     world.monitor.notifier = flaky
     world.capture(_traffic(500, shifted=True))
-    with pytest.raises(ConnectionError):
+    with pytest.raises(CheckFailedError, match="SNS unreachable"):
         world.monitor.check_all()
     assert [a.id for a in world.registry.pending_alerts()] and flaky.sent == []
     flaky.down = False
@@ -363,6 +363,77 @@ def test_a_performance_drop_alerts_once_and_retrains_without_captured_traffic(wo
     assert again.performance_episode == "continues" and len(world.notifier.sent) == 1
     _labels(world, accuracy=0.95, rows=300, day="2026-11-25", source="labels/churn/b.csv")
     assert world.check().performance_episode == "closed"
+
+
+def test_a_second_performance_episode_alerts_and_retrains_again(world):
+    _labels(world, accuracy=0.55, source="labels/churn/1.csv")
+    first = world.check()
+    world.pipeline.finish(first.retraining.execution)
+    _labels(world, accuracy=0.97, rows=400, day="2026-11-25", source="labels/churn/2.csv")
+    assert world.check().performance_episode == "closed"
+    world.later(24)
+    _labels(world, accuracy=0.5, rows=500, day="2026-11-26", source="labels/churn/3.csv")
+    again = world.check()
+    assert again.performance_episode == "opened" and again.alert != first.alert
+    assert len(world.notifier.sent) == 2 and again.retraining.start
+    assert again.retraining.execution != first.retraining.execution and len(world.pipeline.executions()) == 2
+
+
+def test_a_performance_drop_is_judged_on_labels_not_on_captured_rows(world):
+    _labels(world, accuracy=0.55, rows=150)  # over min_labels (100), under retraining.min_captured_rows (50 here)
+    result = world.check()
+    [execution] = world.pipeline.executions()
+    assert result.retraining.start and execution.input["run"]["trigger"] == "performance"
+
+
+def test_lines_of_another_model_in_a_batch_are_not_counted(world):
+    key = world.capture(_traffic(300, shifted=False))
+    lines = gzip.decompress(world.store.get(BUCKET, key)).decode().splitlines()
+    foreign = [line.replace('"model":"churn"', '"model":"loans"') for line in lines]
+    world.store.put(BUCKET, key.replace("x.gz", "y.gz"), gzip.compress(("\n".join(foreign) + "\n").encode()))
+    assert world.check().rows == 300
+
+
+def test_a_feature_the_contract_no_longer_has_is_left_out_not_fatal(world):
+    world.capture(_traffic(300, shifted=False))
+    narrower = CONTRACT.model_copy(update={"features": CONTRACT.features[:1]})
+    world.registry.declare_dataset(narrower)
+    result = world.check()
+    assert result.status == "ok" and set(result.to_dict()["features"]) == {"tenure_months"}
+
+
+def test_one_models_failure_does_not_stop_the_others(world):
+    world.capture(_traffic(300, shifted=False))
+    world.registry.table.put_unconditionally({"pk": "MODELS", "sk": "ghost"})  # listed, but broken: no META
+    check = world.monitor.check
+
+    def failing(model):
+        if model == "ghost":
+            raise RuntimeError("the ghost model's baseline is unreadable")
+        return check(model)
+
+    world.monitor.check = failing
+    with pytest.raises(CheckFailedError, match="ghost") as raised:
+        world.monitor.check_all()
+    statuses = {r.model: r.status for r in raised.value.results}
+    assert statuses == {"churn": "ok", "ghost": "failed"}
+
+
+def test_a_new_champion_starts_without_the_old_ones_episodes(world):
+    world.capture(_traffic(500, shifted=True))
+    assert world.check().episode == "opened"
+    version = world.registry.champion_version("churn")
+    world.registry.register_model_version(
+        "churn",
+        "run-2",
+        lambda n: version.model_copy(update={"version": n, "execution": "run-2"}),
+        promote=True,
+        trigger="drift",
+    )
+    world.later(1)
+    world.capture(_traffic(500, shifted=True, seed=7), version=2)
+    result = world.check()
+    assert result.version == 2 and result.episode == "opened" and len(world.notifier.sent) == 2
 
 
 def test_too_few_labels_are_shown_but_not_judged(world):

@@ -38,7 +38,7 @@ def test_classification_metrics_match_scikit_learn(k):
         if k == 2
         else sk.roc_auc_score(truth, probabilities, multi_class="ovr", average="macro")
     )
-    assert live["roc_auc"] == pytest.approx(expected_auc, abs=2e-3)  # histogram of 1000 bins
+    assert live["roc_auc"] == pytest.approx(expected_auc, abs=5e-3)  # from histograms of 256 bins
     exact = roc_auc(np.asarray(classes, dtype=object)[truth], classes, probabilities)
     assert exact == pytest.approx(expected_auc, abs=1e-12)
 

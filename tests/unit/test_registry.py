@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from loopml_core.adapters.table import InMemoryTable, Put
@@ -257,3 +258,21 @@ def test_a_writer_that_lost_the_audit_head_retries(registry):
     table.get = original_get  # type: ignore[method-assign]
     assert registry.verify_audit().ok
     assert [r.action for r in registry.audit_records()][-2:] == ["model.monitoring.ok", "dataset.version.registered"]
+
+
+def test_a_label_file_spanning_more_slices_than_a_transaction_takes_lands_once(registry):
+    from loopml_core.performance import regression_counts
+
+    counts = {
+        (1, f"2026-{m:02d}-{d:02d}"): regression_counts(np.ones(3), np.zeros(3))
+        for m in (1, 2, 3, 4)
+        for d in range(1, 29)
+    }
+    outcome = UploadOutcome(
+        dataset="churn", source_key="labels/churn/year.csv", status=UploadStatus.ACCEPTED, summary="", at="t", rows=336
+    )
+    assert len(counts) == 112
+    assert registry.record_labels(outcome, counts).source_key == outcome.source_key
+    assert registry.record_labels(outcome, counts).source_key == outcome.source_key  # redelivered: nothing twice
+    merged = registry.performance("churn", 1)
+    assert len(merged) == 112 and all(c.rows == 3 for c in merged.values())

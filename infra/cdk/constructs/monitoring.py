@@ -20,6 +20,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.cdk.arns import Arns
+from infra.cdk.constructs.functions import pascal_case
 from infra.declaration import (
     ALARMS,
     DASHBOARD,
@@ -144,7 +145,7 @@ class Monitoring(Construct):
         permissions = [
             lambda_.CfnPermission(
                 self,
-                "UploadTriggerPermission" if index == 0 else f"{pascal(trigger.function)}TriggerPermission",
+                "UploadTriggerPermission" if index == 0 else f"{pascal_case(trigger.function)}TriggerPermission",
                 action="lambda:InvokeFunction",
                 function_name=functions[trigger.function].function_arn,
                 principal="s3.amazonaws.com",
@@ -177,7 +178,3 @@ class Monitoring(Construct):
         # S3 checks that it may invoke each function when the configuration is set.
         for permission in permissions:
             cfn_bucket.node.add_dependency(permission)
-
-
-def pascal(key: str) -> str:
-    return "".join(part.capitalize() for part in key.split("_"))

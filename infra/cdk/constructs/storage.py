@@ -7,7 +7,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.declaration import CAPTURE_DELIVERY, Names
+from infra.declaration import ABORT_INCOMPLETE_UPLOADS_DAYS, CAPTURE_DELIVERY, Names
 
 
 class Storage(Construct):
@@ -35,7 +35,8 @@ class Storage(Construct):
 
     @staticmethod
     def _capture_retention() -> list[s3.LifecycleRule]:
-        """Captured traffic expires by retention class (the only objects that do); see CAPTURE_DELIVERY."""
+        """Captured traffic expires by retention class (the only objects that do), and so do the records Firehose
+        could not partition; see CAPTURE_DELIVERY."""
         return [
             s3.LifecycleRule(
                 id=f"{CAPTURE_DELIVERY.key}-{days}d",
@@ -63,7 +64,7 @@ class Storage(Construct):
             server_access_logs_bucket=self.access_logs_bucket,
             server_access_logs_prefix=log_prefix,
             lifecycle_rules=[
-                s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(7)),
+                s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(ABORT_INCOMPLETE_UPLOADS_DAYS)),
                 *(expiring or []),
             ],
             removal_policy=RemovalPolicy.RETAIN,

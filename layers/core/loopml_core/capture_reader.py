@@ -68,12 +68,25 @@ class Counted:
     unreadable: list[str] = field(default_factory=list)  # objects that are not capture lines, with why
 
 
-def count_batch(profile: dict[str, Any], version: int, batch: Any, window: drift.Window, counted: Counted) -> None:
-    """Count one record batch's predictions of `version` into `window` (features and prediction)."""
+def of_model(batch: Any, model: str) -> np.ndarray:
+    """Which lines of a batch are `model`'s: Firehose partitions by model, but a record is trusted only so far."""
     import pyarrow.compute as pc
 
-    versions = np.asarray(batch.column("version").fill_null(-1))
+    return np.asarray(pc.equal(batch.column("model"), model).fill_null(False))
+
+
+def count_batch(
+    profile: dict[str, Any], model: str, version: int, batch: Any, window: drift.Window, counted: Counted
+) -> None:
+    """Count one record batch's predictions of `model` `version` into `window` (features and prediction).
+
+    Features of the profile that the batch's lines do not carry (the contract changed since the champion was
+    trained) are left out of the window rather than failing the check.
+    """
+    import pyarrow.compute as pc
+
     counted.lines += batch.num_rows
+    versions = np.where(of_model(batch, model), np.asarray(batch.column("version").fill_null(-1)), -1)
     mine = versions == version
     lengths = np.asarray(pc.list_value_length(batch.column("prediction")).fill_null(0))
     for other in np.unique(versions[~mine]).tolist():
@@ -87,8 +100,10 @@ def count_batch(profile: dict[str, Any], version: int, batch: Any, window: drift
     counted.rows += rows
     window.rows += rows
     features = chosen.column("features")
+    carried = set(features.type.names)
     for name, entry in profile["features"].items():
-        window.add(name, tally_column(entry, pc.list_flatten(features.field(name))))
+        if name in carried:
+            window.add(name, tally_column(entry, pc.list_flatten(features.field(name))))
     if profile.get(drift.PREDICTION) is not None:
         predictions = pc.list_flatten(chosen.column("prediction"))
         window.add(drift.PREDICTION, tally_column(profile[drift.PREDICTION], predictions))

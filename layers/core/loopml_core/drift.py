@@ -204,12 +204,6 @@ def load_profile(raw: bytes | str) -> dict[str, Any]:
     return profile
 
 
-def _observe(entry: Mapping[str, Any], values: Sequence[Any]) -> dict[str, Any]:
-    if entry["kind"] == "numeric":
-        return _numeric_fractions(entry, _numeric_array(values))
-    return _category_fractions(entry, values)
-
-
 def _prediction_values(task: Task | str, outputs: Sequence[Mapping[str, Any]]) -> list[Any]:
     key = "label" if Task(task) is Task.CLASSIFICATION else "value"
     return [o.get(key) for o in outputs]
@@ -583,11 +577,9 @@ def compare(
     profile: Mapping[str, Any],
     records: Sequence[Mapping[str, Any]],
     outputs: Sequence[Mapping[str, Any]] | None = None,
-    threshold: float = DEFAULT_THRESHOLD,
+    thresholds: Thresholds = Thresholds(),
     *,
     min_rows: int = DEFAULT_MIN_ROWS,
-    thresholds: Thresholds | None = None,
 ) -> DriftReport:
     """Compare records (and the model's outputs on them) with a profile from `build_profile`."""
-    chosen = thresholds or Thresholds(psi=threshold)
-    return judge(profile, count_records(profile, records, outputs), chosen, min_rows=min_rows)
+    return judge(profile, count_records(profile, records, outputs), thresholds, min_rows=min_rows)

@@ -152,6 +152,7 @@ class MonitorState(BaseModel):
 
     model: str
     revision: int = 0
+    champion_version: int | None = None  # the champion the episodes below are about
     cursor: str | None = None  # every batch up to this one (`<hour path>/<object name>`) has been read
     open_batches: list[str] = Field(default_factory=list)  # batches read in hours where more may still appear
     episode: DriftEpisode | None = None
@@ -168,4 +169,3 @@ class Alert(BaseModel):
     subject: str
     message: str
     created_at: str
-    sent: bool = False

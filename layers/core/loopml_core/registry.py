@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from loopml_core.adapters.table import Item, Put, Table
+from loopml_core.adapters.table import MAX_TRANSACTION_ITEMS, Item, Put, Table
 from loopml_core.clock import iso
 from loopml_core.contract import DatasetContract
 from loopml_core.errors import ConflictError, NotFoundError
@@ -45,6 +45,7 @@ UNDECLARED = "_undeclared"  # the dataset that uploads naming no declared datase
 MODELS_INDEX_PK = "MODELS"
 COMMIT_ATTEMPTS = 5
 MONITOR_SK = "MONITOR"
+TRANSACTION_ROOM = MAX_TRANSACTION_ITEMS - 10  # writes of a change besides its outcome, audit records and head
 OUTBOX_PK = "OUTBOX"
 
 
@@ -329,7 +330,13 @@ class Registry:
             "joined": {f"v{v} {d}": c.rows for (v, d), c in sorted(counts.items())},
         }
         event = Event("dataset.labels.accepted", f"dataset/{outcome.dataset}", details)
-        return self._commit_outcome(outcome, puts, event)
+        # A transaction takes 100 writes; a file spanning more (version, day) slices writes the rest first, each
+        # keyed by the file so that a retry finds them written and the counts still land once.
+        for start in range(TRANSACTION_ROOM, len(puts), TRANSACTION_ROOM):
+            for put in puts[start : start + TRANSACTION_ROOM]:
+                with contextlib.suppress(ConflictError):
+                    self.table.transact([put])
+        return self._commit_outcome(outcome, puts[:TRANSACTION_ROOM], event)
 
     def performance(self, model: str, version: int) -> dict[str, PerformanceCounts]:
         """A model version's live performance counts per day of prediction, every label file merged."""
@@ -534,20 +541,18 @@ class Registry:
         put = Put(item, if_equals={"revision": previous.revision}) if previous.revision else Put(item, if_absent=True)
         puts = [put]
         if alert is not None:
-            puts.append(Put(_doc_item(OUTBOX_PK, f"ALERT#{alert.id}", alert.model_dump(), sent=0), if_absent=True))
+            puts.append(Put(_doc_item(OUTBOX_PK, f"ALERT#{alert.id}", alert.model_dump()), if_absent=True))
         status = details.get("status", "checked")
         event = Event(f"model.monitoring.{status}", f"model/{state.model}", details)
         return self._commit(puts, [event])[0]
 
     def pending_alerts(self) -> list[Alert]:
-        return [Alert(**_doc(item)) for item in self.table.query(OUTBOX_PK, "ALERT#") if not int(item.get("sent", 0))]
+        """Alerts recorded by a check and not published yet: the outbox holds nothing else."""
+        return [Alert(**_doc(item)) for item in self.table.query(OUTBOX_PK, "ALERT#")]
 
     def alert_sent(self, alert: Alert) -> None:
-        """Mark an outbox alert published. Not audited: the check that raised it is."""
-        sent = alert.model_copy(update={"sent": True})
-        item = _doc_item(OUTBOX_PK, f"ALERT#{alert.id}", sent.model_dump(), sent=1)
-        with contextlib.suppress(ConflictError):  # marked by a concurrent delivery of the same alert
-            self.table.transact([Put(item, if_equals={"sent": 0})])
+        """Take a published alert out of the outbox. Not audited: the check that raised it is."""
+        self.table.delete(OUTBOX_PK, f"ALERT#{alert.id}")
 
     # -- audit ----------------------------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Any
 from loopml_core.errors import ConflictError
 
 Item = dict[str, str | int]
+MAX_TRANSACTION_ITEMS = 100  # DynamoDB's TransactWriteItems limit
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,11 @@ class Table(ABC):
 
     @abstractmethod
     def transact(self, puts: list[Put]) -> None:
-        """Apply every put or none. Raises ConflictError when any condition fails."""
+        """Apply every put (at most MAX_TRANSACTION_ITEMS) or none. Raises ConflictError when any condition fails."""
+
+    @abstractmethod
+    def delete(self, pk: str, sk: str) -> None:
+        """Remove the item at (pk, sk), if there is one. For bookkeeping items only (e.g. an alert once sent)."""
 
     @abstractmethod
     def put_unconditionally(self, item: Item) -> None:
@@ -139,6 +144,9 @@ class DynamoTable(Table):
             reasons = [r.get("Code", "") for r in error.response.get("CancellationReasons", [])]
             raise ConflictError(f"transaction cancelled: {reasons}") from error
 
+    def delete(self, pk: str, sk: str) -> None:
+        self.client.delete_item(TableName=self.table_name, Key={"pk": {"S": pk}, "sk": {"S": sk}})
+
     def put_unconditionally(self, item: Item) -> None:
         self.client.put_item(TableName=self.table_name, Item={name: _to_dynamo(v) for name, v in item.items()})
 
@@ -158,6 +166,8 @@ class InMemoryTable(Table):
         return [copy.deepcopy(self._items[k]) for k in keys[:limit]]
 
     def transact(self, puts: list[Put]) -> None:
+        if len(puts) > MAX_TRANSACTION_ITEMS:
+            raise ValueError(f"a transaction takes at most {MAX_TRANSACTION_ITEMS} writes")  # as DynamoDB's
         if len({(p.item["pk"], p.item["sk"]) for p in puts}) != len(puts):
             raise ValueError("a transaction may write each item only once")  # DynamoDB rejects this too
         for put in puts:
@@ -169,6 +179,9 @@ class InMemoryTable(Table):
                     raise ConflictError(f"transaction cancelled: {put.item['pk']}/{put.item['sk']} {name} changed")
         for put in puts:
             self._items[(str(put.item["pk"]), str(put.item["sk"]))] = copy.deepcopy(put.item)
+
+    def delete(self, pk: str, sk: str) -> None:
+        self._items.pop((pk, sk), None)
 
     def put_unconditionally(self, item: Item) -> None:
         self._items[(str(item["pk"]), str(item["sk"]))] = copy.deepcopy(item)

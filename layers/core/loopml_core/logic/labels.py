@@ -11,6 +11,7 @@ transaction. Every file is read as a stream; captures a block at a time; nothing
 
 from __future__ import annotations
 
+import csv
 import gzip
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,10 +34,11 @@ from loopml_core.performance import PerformanceCounts, classification_counts, re
 from loopml_core.registry import UNDECLARED, Registry
 from loopml_core.uploads import LABELS, dataset_of
 from loopml_core.validation.report import MAX_VALUE_CHARS, Issue, overall_issue, shorten
-from loopml_core.validation.sources import HashingReader
+from loopml_core.validation.sources import HashingReader, Rewound
 
 KEYS = ("request_id", "index")
 BLOCK_BYTES = 4 << 20
+MAX_HEADER_BYTES = 1 << 20
 MAX_EXAMPLES = 20
 _WHOLE_NUMBER = r"^\s*\d{1,18}\s*$"  # RE2, evaluated by Arrow
 
@@ -75,6 +77,19 @@ class _Problems:
         ]
 
 
+def _header(text: Any) -> tuple[list[str], Any]:
+    """The header's column names, stripped, and the stream positioned after it (nothing is read twice)."""
+    buffered = b""
+    while b"\n" not in buffered and len(buffered) < MAX_HEADER_BYTES:
+        block = text.read(64 << 10)
+        if not block:
+            break
+        buffered += block
+    line, _, remainder = buffered.partition(b"\n")
+    names = next(csv.reader([line.decode("utf-8-sig").rstrip("\r")]), [])
+    return [n.strip() for n in names], Rewound(remainder, text)
+
+
 @dataclass
 class LabelsRead:
     table: Any  # request_id, index, label
@@ -93,25 +108,34 @@ def read_labels(contract: DatasetContract, stream: BinaryIO, name: str) -> Label
     text: Any = gzip.GzipFile(fileobj=cast(BinaryIO, hashing), mode="rb") if name.endswith(".gz") else hashing
     target = contract.target
     problems = _Problems()
+
+    def refused(check: Any, message: str) -> LabelsRead:
+        hashing.drain()
+        return LabelsRead(None, 0, hashing.digest.hexdigest(), [overall_issue(check, message)])
+
+    try:
+        header, rest = _header(text)
+    except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError) as error:
+        return refused("parse", f"not readable as CSV: {error}")
+    missing = [column for column in (*KEYS, target) if column not in header]
+    if missing:
+        message = f"a label file needs the columns request_id, index and {target!r}; missing: {', '.join(missing)}"
+        return refused("schema", message)
+    if len(set(header)) != len(header):
+        return refused("schema", f"the header names a column twice: {', '.join(header)}")
     try:
         reader = pcsv.open_csv(
-            pa.PythonFile(text, mode="r"),
-            read_options=pcsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=False),
+            pa.PythonFile(rest, mode="r"),
+            # The header's names, stripped: `request_id, index, churned` is written by hand often enough.
+            read_options=pcsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=False, column_names=header),
             convert_options=pcsv.ConvertOptions(
-                column_types={c: pa.string() for c in (*KEYS, target)}, strings_can_be_null=True
+                include_columns=[*KEYS, target],
+                column_types={c: pa.string() for c in (*KEYS, target)},
+                strings_can_be_null=True,
             ),
         )
     except (pa.ArrowInvalid, OSError, EOFError) as error:
-        hashing.drain()
-        return LabelsRead(
-            None, 0, hashing.digest.hexdigest(), [overall_issue("parse", f"not readable as CSV: {error}")]
-        )
-    header = [column.strip() for column in reader.schema.names]
-    missing = [column for column in (*KEYS, target) if column not in header]
-    if missing:
-        hashing.drain()
-        message = f"a label file needs the columns request_id, index and {target!r}; missing: {', '.join(missing)}"
-        return LabelsRead(None, 0, hashing.digest.hexdigest(), [overall_issue("schema", message)])
+        return refused("parse", f"not readable as CSV: {error}")
     kept: list[Any] = []
     rows = 0
     try:
@@ -216,7 +240,7 @@ def explode(batch: Any) -> Any:
     take = arrow_indices(parents)
     columns = {
         "request_id": batch.column("request_id").take(take),
-        "index": pa.array(first[parents] + position),
+        "index": arrow_indices(first[parents] + position),
         "version": batch.column("version").take(take),
         "day": pc.utf8_slice_codeunits(batch.column("at"), 0, 10).take(take),
         "prediction": pc.list_flatten(prediction),
@@ -340,11 +364,18 @@ class LabelIngest:
 
     def _join(self, contract: DatasetContract, labels: Any) -> Joined:
         import pyarrow as pa
+        import pyarrow.compute as pc
 
+        request_ids = pc.unique(labels.column("request_id").combine_chunks())
         joined, pieces = Joined(), []
         for key in self._recent_batches(contract):
             with self.store.open(self.artifact_bucket, key) as stream:
-                for batch in capture_batches(contract, stream, features=False):
+                for whole in capture_batches(contract, stream, features=False):
+                    # Only lines of this model naming a labelled request are exploded and joined.
+                    named = pc.is_in(whole.column("request_id"), value_set=request_ids)
+                    batch = whole.filter(pc.and_(named, pc.equal(whole.column("model"), contract.name)))
+                    if not batch.num_rows:
+                        continue
                     matched = join_labels(explode(batch), labels)
                     if matched.num_rows:
                         pieces.append(matched)  # at most one row per label (and a few re-delivered ones)

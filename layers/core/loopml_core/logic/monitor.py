@@ -36,6 +36,16 @@ WINDOW_OBJECTS = 2_000  # capture batches one check reads at most; a backlog is 
 SETTLE_SECONDS = 900
 
 
+class CheckFailedError(Exception):
+    """Some models' checks failed; `results` holds every model's result, the failed ones included."""
+
+    def __init__(self, failures: list[tuple[str, Exception]], results: list[CheckResult]) -> None:
+        listed = "; ".join(f"{model}: {type(error).__name__}: {error}" for model, error in failures)
+        super().__init__(f"{len(failures)} check(s) failed: {listed}")
+        self.failures = failures
+        self.results = results
+
+
 @dataclass(frozen=True)
 class RetrainDecision:
     start: bool
@@ -50,15 +60,19 @@ def decide_retraining(
     rules: Retraining,
     *,
     now: datetime,
-    rows: int,
+    rows: int | None,
     new_rows: int,
     recent_starts: list[str],
     running: str | None,
 ) -> RetrainDecision:
-    """Whether monitoring may start a retraining run now, and if not, why not (each reason names its setting)."""
+    """Whether monitoring may start a retraining run now, and if not, why not (each reason names its setting).
+
+    `rows` are the captured rows behind a drift trigger; a performance trigger passes None, its evidence (enough
+    labels) having been judged already.
+    """
     if running is not None:
         return RetrainDecision(False, f"a run is already in progress: {running}")
-    if rows < rules.min_captured_rows:
+    if rows is not None and rows < rules.min_captured_rows:
         return RetrainDecision(
             False, f"the check saw {rows} rows, fewer than retraining.min_captured_rows ({rules.min_captured_rows})"
         )
@@ -184,8 +198,25 @@ class DriftMonitor:
         self.settle = timedelta(seconds=settle_seconds)
 
     def check_all(self) -> list[CheckResult]:
-        self.deliver_alerts()
-        return [self.check(name) for name in self.registry.models()]
+        """Check every model; one model's failure does not stop the others, and is raised once they are done (so
+        the function errors and its alarm fires)."""
+        failures: list[tuple[str, Exception]] = []
+        try:
+            self.deliver_alerts()
+        except Exception as error:
+            failures.append(("(alerts outbox)", error))
+        results = []
+        for name in self.registry.models():
+            try:
+                results.append(self.check(name))
+            except Exception as error:
+                failures.append((name, error))
+                results.append(
+                    CheckResult(name, "failed", iso(self.clock()), notes=[f"{type(error).__name__}: {error}"])
+                )
+        if failures:
+            raise CheckFailedError(failures, results)
+        return results
 
     def deliver_alerts(self) -> int:
         """Publish alerts that checks recorded but could not send (say SNS was unreachable); returns how many."""
@@ -202,7 +233,11 @@ class DriftMonitor:
         except NotFoundError:
             return CheckResult(model, "no-champion", iso(now))
         contract = self.registry.contract(model)
-        state = self.registry.monitor_state(model)
+        recorded = self.registry.monitor_state(model)
+        state = recorded
+        if recorded.champion_version not in (None, champion.version):  # a new champion: its own episodes
+            state = recorded.model_copy(update={"episode": None, "performance_drop": None})
+        state = state.model_copy(update={"champion_version": champion.version})
         profile = drift.load_profile(
             self.store.get(champion.baseline.bucket, champion.baseline.key, champion.baseline.version_id)
         )
@@ -232,14 +267,14 @@ class DriftMonitor:
             return result  # the cursor stays: the next check counts these rows again
         if report.insufficient_data and not keep_window:
             result.notes.append(f"{WINDOW_OBJECTS} batches hold too few rows of v{champion.version}: moved past them")
-        window_id = self._window_id(model, [] if keep_window else batches)
+        window_id = self._window_id(model, state, [] if keep_window else batches)
         next_state = self._next_state(state, result, window_id, now, [] if keep_window else batches)
         if keep_window:  # only the performance moved: the rows stay unread for the next check
             next_state = next_state.model_copy(update={"cursor": state.cursor, "open_batches": state.open_batches})
         if result.status == "drift" or result.performance_dropped:
             why = f"drift in {', '.join(result.drifted)}" if result.status == "drift" else self._drop_text(result)
-            evidence = counted.rows if result.status == "drift" else int((result.performance or {})["latest"]["labels"])
-            result.retraining = self._retrain(model, contract, champion, why, evidence, state, now, window_id)
+            trigger, evidence = ("drift", counted.rows) if result.status == "drift" else ("performance", None)
+            result.retraining = self._retrain(model, contract, champion, trigger, why, evidence, state, now, window_id)
             if result.retraining.start:
                 next_state.retrain_starts.append(iso(now))
             if result.episode == "opened" or result.performance_episode == "opened":
@@ -263,7 +298,7 @@ class DriftMonitor:
             "performance_episode": result.performance_episode,
         }
         try:
-            self.registry.record_check(state, next_state, details, alert)
+            self.registry.record_check(recorded, next_state, details, alert)
         except ConflictError:
             # Another check (or an earlier attempt of this one) already recorded this window.
             result.notes.append("this window was already recorded by another check")
@@ -298,7 +333,7 @@ class DriftMonitor:
             try:
                 with self.store.open(self.artifact_bucket, key) as stream:
                     for batch in capture_batches(contract, stream):
-                        count_batch(profile, version, batch, window, counted)
+                        count_batch(profile, contract.name, version, batch, window, counted)
             except (pa.ArrowInvalid, OSError, EOFError) as error:  # a batch that is not capture lines: skip it
                 counted.unreadable.append(f"{key}: {error}")
         return window, counted
@@ -319,9 +354,11 @@ class DriftMonitor:
             "other_versions": {str(v): n for v, n in sorted(counted.other_versions.items())},
         }
 
-    def _window_id(self, model: str, keys: list[str]) -> str:
-        """The same batches make the same id: a retried check names the same execution and the same alert."""
-        return hashlib.sha256("|".join([model, *keys]).encode()).hexdigest()[:16]
+    @staticmethod
+    def _window_id(model: str, state: MonitorState, keys: list[str]) -> str:
+        """The same state and batches make the same id: a retried check names the same execution and alert, and
+        each later check (even one that reads no batch, recording only a performance change) a new one."""
+        return hashlib.sha256("|".join([model, str(state.revision), *keys]).encode()).hexdigest()[:16]
 
     # -- deciding
 
@@ -375,8 +412,9 @@ class DriftMonitor:
         model: str,
         contract: DatasetContract,
         champion: ModelVersion,
+        trigger: str,
         why: str,
-        rows: int,
+        rows: int | None,
         state: MonitorState,
         now: datetime,
         window_id: str,
@@ -386,7 +424,7 @@ class DriftMonitor:
         running = self.pipeline.running_for(model)
         unique = window_id[:12]  # a retried check names the same execution, and so starts no second one
         if versions:
-            ours = execution_name(model, versions[-1].version, "drift", unique)
+            ours = execution_name(model, versions[-1].version, trigger, unique)
             if any(execution.name == ours for execution in running):  # this window's run, from an earlier attempt
                 return RetrainDecision(True, f"retraining on dataset v{versions[-1].version}", ours)
         decision = decide_retraining(
@@ -404,7 +442,7 @@ class DriftMonitor:
             self.pipeline,
             model=model,
             dataset_version=latest.version,
-            trigger="drift",
+            trigger=trigger,
             reason=why,
             skip_if_running=False,
             unique=unique,

@@ -53,7 +53,7 @@ from loopml_core.validation.report import (
     report_document,
     shorten,
 )
-from loopml_core.validation.sources import ByteSource, BytesSource, FileSource, HashingReader
+from loopml_core.validation.sources import ByteSource, BytesSource, FileSource, HashingReader, Rewound
 
 PARQUET_BATCH_ROWS = 32_768
 
@@ -155,34 +155,13 @@ def _check_format(source: ByteSource, max_bytes: int | None) -> Format:
     return fmt
 
 
-class _Rewound:
-    """A stream whose first bytes were read to tell its format: they are read again first, so nothing is fetched
-    twice (on S3, a second GET)."""
-
-    def __init__(self, head: bytes, stream: HashingReader) -> None:
-        self._head = head
-        self._stream = stream
-
-    def read(self, size: int = -1) -> bytes:
-        if not self._head:
-            return self._stream.read(size)
-        if size is None or size < 0:
-            head, self._head = self._head, b""
-            return head + self._stream.read()
-        head, self._head = self._head[:size], self._head[size:]
-        return head + self._stream.read(size - len(head)) if size > len(head) else head
-
-    def readable(self) -> bool:
-        return True
-
-
 def _read_csv(run: Run, source: ByteSource, fmt: Format, on_progress: Callable[[int], None] | None) -> None:
     with source.stream() as raw:
         hashing = HashingReader(raw, on_progress)
         head = hashing.read(SNIFF_BYTES)
         check_content(source.name, fmt, head)  # a misnamed file is refused before the rest of it is read
         run.digest, run.read = hashing.digest, True
-        text: Any = _Rewound(head, hashing)
+        text: Any = Rewound(head, hashing)
         if fmt is Format.CSV_GZ:
             text = gzip.GzipFile(fileobj=cast(BinaryIO, text), mode="rb")
         try:

@@ -7,7 +7,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from loopml_core.validation import csv_text
 
@@ -93,3 +93,34 @@ class HashingReader:
     def drain(self) -> None:
         while self.read(csv_text.SEGMENT_BYTES):
             pass
+
+
+class Rewound:
+    """A stream whose first bytes were read to tell its format: they are read again first, so nothing is fetched
+    twice (on S3, a second GET)."""
+
+    def __init__(self, head: bytes, stream: Any) -> None:
+        self._head = head
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._head:
+            return self._stream.read(size)
+        if size is None or size < 0:
+            head, self._head = self._head, b""
+            return head + self._stream.read()
+        head, self._head = self._head[:size], self._head[size:]
+        return head + self._stream.read(size - len(head)) if size > len(head) else head
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    @property
+    def closed(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        """Reading stops; the stream beneath belongs to whoever opened it."""
