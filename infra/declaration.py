@@ -19,6 +19,7 @@ from loopml_core.capture import CAPTURE_MARKER, CAPTURE_PREFIX
 from loopml_core.contract import RETENTION_DAYS
 from loopml_core.models import UploadStatus
 from loopml_core.uploads import LABELS as LABELS_PREFIX
+from loopml_core.uploads import PENDING_LABELS
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
@@ -379,6 +380,12 @@ def capture_destination(spec: CaptureDeliverySpec, bucket_arn: str, role_arn: st
     }
 
 
+def artifact_expiry(spec: CaptureDeliverySpec) -> list[tuple[str, int]]:
+    """(prefix, days) of what expires in the artifact bucket: captured traffic by retention class, and labels still
+    waiting for their captures once no lookback (90 days at most) can match them."""
+    return [*spec.retention_prefixes(), (PENDING_LABELS, 91)]
+
+
 def artifact_lifecycle_rules(spec: CaptureDeliverySpec) -> list[dict[str, Any]]:
     """The artifact bucket's lifecycle rules, in the S3 API's shape (CDK builds the same from the same values)."""
     abort = {
@@ -389,14 +396,14 @@ def artifact_lifecycle_rules(spec: CaptureDeliverySpec) -> list[dict[str, Any]]:
     }
     return [abort] + [
         {
-            "ID": f"{spec.key}-{days}d",
+            "ID": f"expire-{prefix.rstrip('/').replace('/', '-')}",
             "Filter": {"Prefix": prefix},
             "Status": "Enabled",
             "Expiration": {"Days": days},
             # The bucket is versioned: an expired capture becomes a noncurrent version, gone a day later.
             "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
         }
-        for prefix, days in spec.retention_prefixes()
+        for prefix, days in artifact_expiry(spec)
     ]
 
 
@@ -586,8 +593,9 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             "ingest_labels",
             "Joins an uploaded label file with the captured predictions it names: live performance per model version",
             (Layer.CORE, Layer.DATA),
-            # Reads the label file, tags it and quarantines a bad one; reads captured traffic to join it.
-            Grants(data_bucket=Access.READ_WRITE, artifact_bucket=Access.READ, registry_table=Access.READ_WRITE),
+            # Reads the label file, tags it and quarantines a bad one; reads captured traffic to join it, and leaves
+            # the labels whose captures have not arrived yet for the checks (labels-pending/).
+            Grants(data_bucket=Access.READ_WRITE, artifact_bucket=Access.READ_WRITE, registry_table=Access.READ_WRITE),
             memory_mb=1024,
             timeout_s=900,
         ),

@@ -45,6 +45,7 @@ from infra.declaration import (
     FunctionSpec,
     MetricSource,
     WatchedResources,
+    artifact_expiry,
     capture_destination,
     dashboard_body,
     function_environment,
@@ -301,7 +302,7 @@ def test_capture_lines_reach_s3_through_the_declared_subscription_and_stream(tem
 def test_captures_expire_by_retention_class(template: Template) -> None:
     rules = template.props(bucket_id(template, NAMES.artifact_bucket))["LifecycleConfiguration"]["Rules"]
     expiring = {(r["Prefix"], r["ExpirationInDays"]) for r in rules if "ExpirationInDays" in r}
-    assert expiring == set(CAPTURE_DELIVERY.retention_prefixes())
+    assert expiring == set(artifact_expiry(CAPTURE_DELIVERY))
     assert all(r["NoncurrentVersionExpiration"]["NoncurrentDays"] == 1 for r in rules if "ExpirationInDays" in r)
     data_rules = template.props(bucket_id(template, NAMES.data_bucket))["LifecycleConfiguration"]["Rules"]
     assert not [r for r in data_rules if "ExpirationInDays" in r]  # uploads and datasets never expire

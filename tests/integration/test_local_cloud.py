@@ -227,7 +227,7 @@ def test_capture_delivery_is_declared_on_moto_as_for_cdk(cloud):
     assert subscription["destinationArn"] == stream["DeliveryStreamDescription"]["DeliveryStreamARN"]
     rules = cloud.client("s3").get_bucket_lifecycle_configuration(Bucket=cloud.names.artifact_bucket)["Rules"]
     expiring = {(r["Filter"]["Prefix"], r["Expiration"]["Days"]) for r in rules if "Expiration" in r}
-    assert expiring == set(spec.retention_prefixes()) and (spec.error_prefix, 30) in expiring
+    assert expiring == set(decl.artifact_expiry(spec)) and (spec.error_prefix, 30) in expiring
     [abort] = [r for r in rules if "AbortIncompleteMultipartUpload" in r]
     assert abort["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == decl.ABORT_INCOMPLETE_UPLOADS_DAYS
 

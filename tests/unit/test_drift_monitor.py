@@ -123,7 +123,13 @@ class World:
     def capture(self, records, version=1, retention="30d", hour=10, name=None):
         """One gzipped batch as Firehose writes it, one line per request of ten records."""
         self.batches += 1
-        outputs = [{"label": "yes" if r["tenure_months"] < 10 else "no"} for r in records]
+        outputs = [
+            {
+                "label": label,
+                "probabilities": {"no": 0.2 if label == "yes" else 0.8, "yes": 0.8 if label == "yes" else 0.2},
+            }
+            for label in ("yes" if r["tenure_months"] < 10 else "no" for r in records)
+        ]
         lines = []
         for start in range(0, len(records), 10):
             lines += capture_lines(
@@ -134,8 +140,8 @@ class World:
                 at="2026-11-24T10:00:00.000000Z",
                 features=CONTRACT.feature_names,
                 records=records[start : start + 10],
-                outputs=[{"value": o["label"]} for o in outputs[start : start + 10]],
-                classes=None,
+                outputs=outputs[start : start + 10],
+                classes=["no", "yes"],
             )
         name = name or f"loopml-captures-1-2026-11-24-{hour:02d}-00-{self.batches:02d}-x.gz"
         key = f"captures/{retention}/churn/2026/11/24/{hour:02d}/{name}"
@@ -441,6 +447,29 @@ def test_too_few_labels_are_shown_but_not_judged(world):
     result = world.check()
     assert result.performance["windows"][0]["labels"] == 50 and result.performance["latest"] is None
     assert not result.performance_dropped and world.notifier.sent == []
+
+
+def test_labels_that_arrive_before_their_captures_are_matched_by_a_later_check(world):
+    from loopml_core.logic.ingest import Upload
+    from loopml_core.logic.labels import LabelIngest
+
+    traffic = _traffic(300, shifted=False)
+    truth = ["yes" if r["tenure_months"] < 10 else "no" for r in traffic]  # the model is right on every one
+    rows = [f"r1-{start},{i},{truth[start + i]}" for start in range(0, 300, 10) for i in range(10)]
+    body = ("request_id,index,churned\n" + "\n".join(rows) + "\n").encode()
+    stored = world.store.put("data", "labels/churn/early.csv", body)
+    ingest = LabelIngest(world.store, world.registry, BUCKET, clock=world.clock)
+    outcome = ingest.ingest(Upload("data", "labels/churn/early.csv", stored.version_id))
+    assert outcome.status == "accepted" and "0 joined" in outcome.summary and "each hourly check" in outcome.summary
+    assert world.registry.performance("churn", 1) == {}
+    world.capture(traffic)  # Firehose delivers the batch after the labels arrived
+    result = world.check()
+    assert result.performance["windows"][0]["labels"] == 300 and result.performance["latest"]["value"] == 1.0
+    [(day, counts)] = world.registry.performance("churn", 1).items()
+    assert counts.rows == 300  # recorded with the check
+    world.capture(traffic)  # later traffic: every label has matched, none waits any more
+    world.check()
+    assert world.registry.performance("churn", 1)[day].rows == 300
 
 
 def test_a_model_without_champion_is_skipped():

@@ -7,7 +7,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.declaration import ABORT_INCOMPLETE_UPLOADS_DAYS, CAPTURE_DELIVERY, Names
+from infra.declaration import ABORT_INCOMPLETE_UPLOADS_DAYS, CAPTURE_DELIVERY, Names, artifact_expiry
 
 
 class Storage(Construct):
@@ -35,16 +35,16 @@ class Storage(Construct):
 
     @staticmethod
     def _capture_retention() -> list[s3.LifecycleRule]:
-        """Captured traffic expires by retention class (the only objects that do), and so do the records Firehose
-        could not partition; see CAPTURE_DELIVERY."""
+        """What expires in the artifact bucket (`artifact_expiry`): captured traffic by retention class, records
+        Firehose could not partition, labels that never met their captures. Nothing else ever expires."""
         return [
             s3.LifecycleRule(
-                id=f"{CAPTURE_DELIVERY.key}-{days}d",
+                id=f"expire-{prefix.rstrip('/').replace('/', '-')}",
                 prefix=prefix,
                 expiration=Duration.days(days),
                 noncurrent_version_expiration=Duration.days(1),
             )
-            for prefix, days in CAPTURE_DELIVERY.retention_prefixes()
+            for prefix, days in artifact_expiry(CAPTURE_DELIVERY)
         ]
 
     def _build_bucket(

@@ -65,6 +65,18 @@ def _performance_pk(model: str, version: int) -> str:
     return f"PERF#{model}#v{version:08d}"
 
 
+def _performance_puts(
+    model: str, source: str, tag: str, counts: Mapping[tuple[int, str], PerformanceCounts]
+) -> list[Put]:
+    """One item per (version, day) of a label file's counts, keyed by the file (and `tag`, e.g. the check that
+    matched them late), so the same counts can never be written twice."""
+    puts = []
+    for (version, day), counted in sorted(counts.items()):
+        document = {"version": version, "day": day, "source": source, "counts": counted.to_json()}
+        puts.append(Put(_doc_item(_performance_pk(model, version), f"{day}#{source}{tag}", document), if_absent=True))
+    return puts
+
+
 def _sha_sk(sha256: str) -> str:
     return f"SHA#{sha256}"
 
@@ -318,11 +330,7 @@ class Registry:
     ) -> UploadOutcome:
         """Record an accepted label file, the performance counts it adds per (model version, day), and its audit
         record, in one transaction. A redelivered file changes nothing and gets its first outcome back."""
-        puts = []
-        for (version, day), counted in sorted(counts.items()):
-            document = {"version": version, "day": day, "source": outcome.source_id, "counts": counted.to_json()}
-            item = _doc_item(_performance_pk(outcome.dataset, version), f"{day}#{outcome.source_id}", document)
-            puts.append(Put(item, if_absent=True))
+        puts = _performance_puts(outcome.dataset, outcome.source_id, "", counts)
         details = {
             "source_key": outcome.source_key,
             "source_version_id": outcome.source_version_id,
@@ -330,13 +338,16 @@ class Registry:
             "joined": {f"v{v} {d}": c.rows for (v, d), c in sorted(counts.items())},
         }
         event = Event("dataset.labels.accepted", f"dataset/{outcome.dataset}", details)
-        # A transaction takes 100 writes; a file spanning more (version, day) slices writes the rest first, each
-        # keyed by the file so that a retry finds them written and the counts still land once.
+        return self._commit_outcome(outcome, self._beyond_room(puts), event)
+
+    def _beyond_room(self, puts: list[Put]) -> list[Put]:
+        """A transaction takes 100 writes: write what does not fit first, each item on its own (they are keyed so
+        that a retry finds them written and the counts still land once), and return what does."""
         for start in range(TRANSACTION_ROOM, len(puts), TRANSACTION_ROOM):
             for put in puts[start : start + TRANSACTION_ROOM]:
                 with contextlib.suppress(ConflictError):
                     self.table.transact([put])
-        return self._commit_outcome(outcome, puts[:TRANSACTION_ROOM], event)
+        return puts[:TRANSACTION_ROOM]
 
     def performance(self, model: str, version: int) -> dict[str, PerformanceCounts]:
         """A model version's live performance counts per day of prediction, every label file merged."""
@@ -529,9 +540,15 @@ class Registry:
         return MonitorState(**_doc(item)) if item else MonitorState(model=model)
 
     def record_check(
-        self, previous: MonitorState, state: MonitorState, details: dict[str, Any], alert: Alert | None = None
+        self,
+        previous: MonitorState,
+        state: MonitorState,
+        details: dict[str, Any],
+        alert: Alert | None = None,
+        late_labels: Mapping[str, Mapping[tuple[int, str], PerformanceCounts]] | None = None,
     ) -> AuditRecord:
-        """Move a model's monitoring state, with the check's audit record and its alert (if any), in one transaction.
+        """Move a model's monitoring state, with the check's audit record, its alert (if any) and the performance
+        counts of labels it matched late (per label file), in one transaction.
 
         Conditional on the state still being `previous`: a check that lost a race, or a retry of one that already
         committed, raises ConflictError and changes nothing.
@@ -539,7 +556,12 @@ class Registry:
         moved = state.model_copy(update={"revision": previous.revision + 1})
         item = _doc_item(_model_pk(state.model), MONITOR_SK, moved.model_dump(), revision=moved.revision)
         put = Put(item, if_equals={"revision": previous.revision}) if previous.revision else Put(item, if_absent=True)
-        puts = [put]
+        counted = [
+            p
+            for source, counts in sorted((late_labels or {}).items())
+            for p in _performance_puts(state.model, source, f"#r{moved.revision}", counts)
+        ]
+        puts = [put, *self._beyond_room(counted)]
         if alert is not None:
             puts.append(Put(_doc_item(OUTBOX_PK, f"ALERT#{alert.id}", alert.model_dump()), if_absent=True))
         status = details.get("status", "checked")

@@ -11,6 +11,8 @@ from pathlib import PurePosixPath
 
 INCOMING = "incoming/"
 LABELS = "labels/"  # labels/<model>/<file>.csv: ground truth for served predictions
+# In the artifact bucket: labels whose predictions had not reached S3 yet, which each check tries to match again.
+PENDING_LABELS = "labels-pending/"
 QUARANTINE = "quarantine/"
 DATASETS = "datasets/"
 STATUS_TAG = "loopml-status"  # the upload's outcome, on the uploaded object version

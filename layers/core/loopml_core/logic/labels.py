@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,7 +33,7 @@ from loopml_core.logic.ingest import Upload, cut, problem_document, quarantine, 
 from loopml_core.models import UploadOutcome, UploadStatus
 from loopml_core.performance import PerformanceCounts, classification_counts, regression_counts
 from loopml_core.registry import UNDECLARED, Registry
-from loopml_core.uploads import LABELS, dataset_of
+from loopml_core.uploads import LABELS, PENDING_LABELS, dataset_of
 from loopml_core.validation.report import MAX_VALUE_CHARS, Issue, overall_issue, shorten
 from loopml_core.validation.sources import HashingReader, Rewound
 
@@ -221,6 +222,7 @@ class Joined:
 
     counts: dict[tuple[int, str], PerformanceCounts] = field(default_factory=dict)
     batches: int = 0
+    unmatched: Any = None  # labels no captured prediction answered yet
 
     @property
     def matched(self) -> int:
@@ -294,6 +296,8 @@ def count_joined(contract: DatasetContract, matched: Any) -> dict[tuple[int, str
         truth = chosen.column("label").combine_chunks()
         if contract.task is Task.CLASSIFICATION:
             classes = chosen.column("classes")[0].as_py()
+            if not classes:  # a line without its class list cannot be scored
+                continue
             value_set = pa.array(classes, pa.string())
             truth_index = np.asarray(pc.index_in(truth, value_set=value_set).fill_null(-1))
             predicted = chosen.column("prediction").combine_chunks()
@@ -312,6 +316,81 @@ def count_joined(contract: DatasetContract, matched: Any) -> dict[tuple[int, str
             if usable.any():
                 counts[(version, day)] = regression_counts(truth_values[usable], predicted_values[usable])
     return counts
+
+
+def pending_key(model: str, source: str) -> str:
+    return f"{PENDING_LABELS}{model}/{hashlib.sha256(source.encode()).hexdigest()[:24]}.parquet"
+
+
+def _parquet(table: Any, source: str, expires: str) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table.replace_schema_metadata({"source": source, "expires": expires}), sink)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+@dataclass
+class PendingLabels:
+    """Labels of one file still waiting for their predictions' captures, and what this check matched of them."""
+
+    key: str
+    source: str
+    expires: str
+    table: Any  # request_id, index, label
+    matched: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, store: ObjectStore, bucket: str, key: str) -> PendingLabels:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(pa.BufferReader(store.get(bucket, key)))
+        metadata = table.schema.metadata or {}
+        return cls(key, metadata[b"source"].decode(), metadata[b"expires"].decode(), table.replace_schema_metadata())
+
+    def join(self, batch: Any, model: str) -> None:
+        """Match a capture batch (of any width) against these labels."""
+        import pyarrow.compute as pc
+
+        if not self.table.num_rows:
+            return
+        named = pc.is_in(batch.column("request_id"), value_set=pc.unique(self.table.column("request_id")))
+        lines = batch.filter(pc.and_(named, pc.equal(batch.column("model"), model)))
+        if lines.num_rows:
+            found = join_labels(explode(lines), self.table)
+            if found.num_rows:
+                self.matched.append(found)
+
+    def counts(self, contract: DatasetContract) -> dict[tuple[int, str], PerformanceCounts]:
+        import pyarrow as pa
+
+        if not self.matched:
+            return {}
+        return count_joined(contract, _unique_keys(pa.concat_tables(self.matched).combine_chunks()))
+
+    def remaining(self) -> Any:
+        """The labels still unmatched after this check."""
+        import pyarrow as pa
+
+        if not self.matched:
+            return self.table
+        found = pa.concat_tables(self.matched).select(list(KEYS))
+        return self.table.join(found, keys=list(KEYS), join_type="left anti")
+
+    def save(self, store: ObjectStore, bucket: str) -> None:
+        store.put(bucket, self.key, _parquet(self.remaining(), self.source, self.expires), "application/x-parquet")
+
+
+def pending_for(store: ObjectStore, bucket: str, model: str, now: datetime) -> list[PendingLabels]:
+    """The model's label files with labels still waiting for their captures; expired and emptied ones are skipped."""
+    waiting = []
+    for key in store.list_keys(bucket, f"{PENDING_LABELS}{model}/"):
+        pending = PendingLabels.load(store, bucket, key)
+        if pending.table.num_rows and pending.expires > iso(now):
+            waiting.append(pending)
+    return waiting
 
 
 class LabelIngest:
@@ -359,6 +438,11 @@ class LabelIngest:
             at=iso(),
         )
         recorded = self.registry.record_labels(outcome, joined.counts)
+        if joined.unmatched is not None and joined.unmatched.num_rows:
+            # Predictions served minutes ago may still be in Firehose's buffer: each check matches these again.
+            expires = iso(self.clock() + timedelta(days=contract.monitoring.performance.lookback_days))
+            body = _parquet(joined.unmatched, outcome.source_id, expires)
+            self.store.put(self.artifact_bucket, pending_key(model, outcome.source_id), body, "application/x-parquet")
         tag_outcome(self.store, upload, recorded)
         return recorded
 
@@ -381,7 +465,11 @@ class LabelIngest:
                         pieces.append(matched)  # at most one row per label (and a few re-delivered ones)
             joined.batches += 1
         if pieces:
-            joined.counts = count_joined(contract, _unique_keys(pa.concat_tables(pieces).combine_chunks()))
+            found = _unique_keys(pa.concat_tables(pieces).combine_chunks())
+            joined.counts = count_joined(contract, found)
+            joined.unmatched = labels.join(found.select(list(KEYS)), keys=list(KEYS), join_type="left anti")
+        else:
+            joined.unmatched = labels
         return joined
 
     def _recent_batches(self, contract: DatasetContract) -> Iterator[str]:
@@ -399,7 +487,8 @@ class LabelIngest:
         per = ", ".join(f"v{v} {d}: {c.rows}" for (v, d), c in sorted(joined.counts.items()))
         lookback = contract.monitoring.performance.lookback_days
         tail = (
-            f"; {unmatched:,} name no prediction captured in the last {lookback} days (not sampled, or older)"
+            f"; {unmatched:,} name no prediction captured yet: each hourly check looks for theirs for {lookback} "
+            "days (captures reach S3 within minutes; predictions not sampled, or older, never match)"
             if unmatched
             else ""
         )

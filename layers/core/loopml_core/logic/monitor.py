@@ -25,8 +25,10 @@ from loopml_core.clock import iso, utc_now
 from loopml_core.contract import RETENTION_DAYS, DatasetContract, Retraining
 from loopml_core.drift_report import render_report, report_key
 from loopml_core.errors import ConflictError, NotFoundError
+from loopml_core.logic.labels import PendingLabels, pending_for
 from loopml_core.logic.runs import execution_name, start_training
 from loopml_core.models import Alert, DriftEpisode, ModelVersion, MonitorState
+from loopml_core.performance import PerformanceCounts
 from loopml_core.registry import Registry
 
 WINDOW_OBJECTS = 2_000  # capture batches one check reads at most; a backlog is worked off over several checks
@@ -234,15 +236,14 @@ class DriftMonitor:
             return CheckResult(model, "no-champion", iso(now))
         contract = self.registry.contract(model)
         recorded = self.registry.monitor_state(model)
-        state = recorded
-        if recorded.champion_version not in (None, champion.version):  # a new champion: its own episodes
-            state = recorded.model_copy(update={"episode": None, "performance_drop": None})
-        state = state.model_copy(update={"champion_version": champion.version})
+        state = self._for_champion(recorded, champion.version)
         profile = drift.load_profile(
             self.store.get(champion.baseline.bucket, champion.baseline.key, champion.baseline.version_id)
         )
         batches = self._unread_batches(model, state)
-        window, counted = self._count(contract, profile, champion.version, batches)
+        pending = pending_for(self.store, self.artifact_bucket, model, now)
+        window, counted = self._count(contract, profile, champion.version, batches, pending)
+        late = {p.source: counts for p in pending if (counts := p.counts(contract))}
         settings = contract.monitoring
         thresholds = drift.Thresholds(settings.drift.psi, settings.drift.p_value, settings.drift.min_effect)
         report = drift.judge(profile, window, thresholds, min_rows=settings.min_rows)
@@ -257,11 +258,11 @@ class DriftMonitor:
             report=report,
             notes=[f"unreadable capture batch {note}" for note in counted.unreadable],
         )
-        result.performance = self._performance(model, contract, champion)
+        result.performance = self._performance(model, contract, champion, late)
         keep_window = report.insufficient_data and len(batches) < WINDOW_OBJECTS
         if report.insufficient_data:
             result.status = "insufficient-data"
-        if keep_window and not self._performance_news(state, result):
+        if keep_window and not late and not self._performance_news(state, result):
             if result.performance_dropped:
                 result.performance_episode = "continues"
             return result  # the cursor stays: the next check counts these rows again
@@ -280,33 +281,57 @@ class DriftMonitor:
             if result.episode == "opened" or result.performance_episode == "opened":
                 result.alert = f"{model}-{window_id}"
         result.report_uri = self._write_report(result, now)
+        self._record(result, recorded, next_state, late, pending, now)
+        return result
+
+    @staticmethod
+    def _for_champion(recorded: MonitorState, version: int) -> MonitorState:
+        """The state a check starts from: a new champion starts without the episodes of the one before."""
+        if recorded.champion_version not in (None, version):
+            recorded = recorded.model_copy(update={"episode": None, "performance_drop": None})
+        return recorded.model_copy(update={"champion_version": version})
+
+    def _record(
+        self,
+        result: CheckResult,
+        recorded: MonitorState,
+        next_state: MonitorState,
+        late: dict[str, dict[tuple[int, str], PerformanceCounts]],
+        pending: list[PendingLabels],
+        now: datetime,
+    ) -> None:
+        """One transaction for the state, the audit record, the alert and late labels; then the rest of the work."""
         alert = self._alert(result, now) if result.alert else None
+        performance = result.performance
         details = {
             "window": result.window,
             "rows": result.rows,
-            "version": champion.version,
+            "version": result.version,
             "drifted": result.drifted,
-            "psi": {name: round(psi, 6) for name, psi in report.per_feature.items()},
+            "psi": {name: round(psi, 6) for name, psi in result.report.per_feature.items()} if result.report else {},
             "episode": result.episode,
             "retraining": result.retraining.to_dict() if result.retraining else None,
             "alert": result.alert,
             "report": result.report_uri,
             "status": result.status,
-            "performance": {key: result.performance[key] for key in ("metric", "holdout", "latest", "dropped")}
-            if result.performance
+            "performance": {key: performance[key] for key in ("metric", "holdout", "latest", "dropped")}
+            if performance
             else None,
             "performance_episode": result.performance_episode,
+            "late_labels": {source: sum(c.rows for c in counts.values()) for source, counts in late.items()},
         }
         try:
-            self.registry.record_check(recorded, next_state, details, alert)
+            self.registry.record_check(recorded, next_state, details, alert, late)
         except ConflictError:
             # Another check (or an earlier attempt of this one) already recorded this window.
             result.notes.append("this window was already recorded by another check")
-            return result
+            return
+        for waiting in pending:
+            if waiting.matched:
+                waiting.save(self.store, self.artifact_bucket)  # what is left waits for a later check
         if alert is not None:
             self.notifier.publish(alert.subject, alert.message)
             self.registry.alert_sent(alert)
-        return result
 
     # -- reading the window
 
@@ -323,8 +348,14 @@ class DriftMonitor:
         return [key for _suffix, key in sorted(found)[:WINDOW_OBJECTS]]
 
     def _count(
-        self, contract: DatasetContract, profile: dict[str, Any], version: int, keys: list[str]
+        self,
+        contract: DatasetContract,
+        profile: dict[str, Any],
+        version: int,
+        keys: list[str],
+        pending: list[PendingLabels],
     ) -> tuple[drift.Window, Counted]:
+        """Count the batches into a window and, in the same pass, match them against labels still waiting."""
         import pyarrow as pa
 
         window, counted = drift.Window(), Counted()
@@ -334,6 +365,8 @@ class DriftMonitor:
                 with self.store.open(self.artifact_bucket, key) as stream:
                     for batch in capture_batches(contract, stream):
                         count_batch(profile, contract.name, version, batch, window, counted)
+                        for waiting in pending:
+                            waiting.join(batch, contract.name)
             except (pa.ArrowInvalid, OSError, EOFError) as error:  # a batch that is not capture lines: skip it
                 counted.unreadable.append(f"{key}: {error}")
         return window, counted
@@ -494,7 +527,13 @@ class DriftMonitor:
             created_at=iso(now),
         )
 
-    def _performance(self, model: str, contract: DatasetContract, champion: ModelVersion) -> dict[str, Any] | None:
+    def _performance(
+        self,
+        model: str,
+        contract: DatasetContract,
+        champion: ModelVersion,
+        late: dict[str, dict[tuple[int, str], PerformanceCounts]],
+    ) -> dict[str, Any] | None:
         """The live metric per model version and day of prediction, and whether the champion's latest judged day
         fell beyond the contract's tolerance from the holdout metric it was promoted on."""
         from loopml_core.performance import dropped, limit, metrics
@@ -504,7 +543,12 @@ class DriftMonitor:
         recent = [v.version for v in self.registry.model_versions(model)][-5:]
         windows: list[dict[str, Any]] = []
         for version in sorted({*recent, champion.version}):
-            for day, counts in sorted(self.registry.performance(model, version).items()):
+            days = self.registry.performance(model, version)
+            for matched in late.values():  # labels this check matched, recorded with it
+                for (late_version, day), counts in matched.items():
+                    if late_version == version:
+                        days[day] = days[day] + counts if day in days else counts
+            for day, counts in sorted(days.items()):
                 value = metrics(counts).get(str(metric))
                 if value is not None:
                     windows.append({"version": version, "window": day, "labels": counts.rows, "value": value})
