@@ -151,11 +151,16 @@ def validate(file: Path, contract_file: Path, as_json: bool, max_issue_rows: int
       loopml validate customers.csv --contract churn.yaml
       loopml validate customers.parquet --contract churn.yaml --json | jq '.issues[] | .message'
     """
+    from loopml_core import digest
+
+    # Hashed on another core while the validation's libraries load (started by the entry point when it could).
+    ahead = digest.ahead_for(file) or digest.DigestAhead(file)
+
     from loopml_core.validation import FileSource, report_document
     from loopml_core.validation import validate as validate_file
 
     contract = load_contract(contract_file.read_text())
-    source = FileSource(file)
+    source = FileSource(file, digest_ahead=ahead)
     if as_json:
         validated = validate_file(contract, source, max_issue_rows=max_issue_rows)
     else:

@@ -156,11 +156,12 @@ def _check_format(source: ByteSource, max_bytes: int | None) -> Format:
 
 
 def _read_csv(run: Run, source: ByteSource, fmt: Format, on_progress: Callable[[int], None] | None) -> None:
+    ahead = getattr(source, "digest_ahead", None)
     with source.stream() as raw:
-        hashing = HashingReader(raw, on_progress)
+        hashing = HashingReader(raw, on_progress, hashing=ahead is None)
         head = hashing.read(SNIFF_BYTES)
         check_content(source.name, fmt, head)  # a misnamed file is refused before the rest of it is read
-        run.digest, run.read = hashing.digest, True
+        run.digest, run.read = ahead or hashing.digest, True
         text: Any = Rewound(head, hashing)
         if fmt is Format.CSV_GZ:
             text = gzip.GzipFile(fileobj=cast(BinaryIO, text), mode="rb")
@@ -172,7 +173,14 @@ def _read_csv(run: Run, source: ByteSource, fmt: Format, on_progress: Callable[[
         except (EOFError, gzip.BadGzipFile, zlib.error) as error:
             raise parse_error(f"the gzip stream is broken or truncated ({error}); upload the whole file") from None
         finally:
-            hashing.drain()  # the digest is of the whole object, also when reading stopped early
+            if ahead is None:
+                hashing.drain()  # the digest is of the whole object, also when reading stopped early
+
+
+def _reporting(batches: Any, handle: Any, on_progress: Callable[[int], None]) -> Any:
+    for batch in batches:
+        on_progress(handle.tell())
+        yield batch
 
 
 def _hash_whole(run: Run, source: ByteSource, on_progress: Callable[[int], None] | None) -> None:
@@ -190,8 +198,12 @@ def _read_parquet(run: Run, source: ByteSource, on_progress: Callable[[int], Non
         check_content(source.name, Format.PARQUET, handle.read(SNIFF_BYTES))
         handle.seek(0)
         # Parquet's footer comes first, so parsing needs random access; the digest still needs every byte in order.
+        ahead = getattr(source, "digest_ahead", None)
+        if ahead is not None:
+            run.digest, run.read = ahead, True
         hasher = threading.Thread(target=_hash_whole, args=(run, source, on_progress), name="sha256", daemon=True)
-        hasher.start()
+        if ahead is None:
+            hasher.start()
         try:
             try:
                 # Without pre-buffering, column chunks are read as they are decoded rather than a row group at once.
@@ -201,9 +213,12 @@ def _read_parquet(run: Run, source: ByteSource, on_progress: Callable[[int], Non
             run.start_parquet(parquet.schema_arrow)
             wanted = [name for name in run.plan.arrow_columns if name in parquet.schema_arrow.names]
             batches = parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=wanted or None, use_threads=False)
+            if ahead is not None and on_progress is not None:  # no hashing pass reads the file in order to report it
+                batches = _reporting(batches, handle, on_progress)
             try:
                 run.check_batches(batches)
             except (pa.ArrowException, OSError) as error:
                 raise parse_error(f"not readable as Parquet: {arrow_message(error)}") from None
         finally:
-            hasher.join()
+            if ahead is None:
+                hasher.join()

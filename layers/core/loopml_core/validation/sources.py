@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from loopml_core.digest import DigestAhead
 from loopml_core.validation import csv_text
 
 
@@ -53,6 +54,7 @@ class BytesSource:
 @dataclass(frozen=True)
 class FileSource:
     path: Path
+    digest_ahead: DigestAhead | None = None  # the file's SHA-256 being computed meanwhile: no need to hash the stream
 
     @property
     def name(self) -> str:
@@ -72,16 +74,20 @@ class FileSource:
 class HashingReader:
     """Reads a stream sequentially, hashing every byte that passes, so the SHA-256 costs no second read."""
 
-    def __init__(self, stream: BinaryIO, on_progress: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self, stream: BinaryIO, on_progress: Callable[[int], None] | None = None, *, hashing: bool = True
+    ) -> None:
         self._stream = stream
         self._on_progress = on_progress
+        self._hashing = hashing
         self.digest = hashlib.sha256()
         self.consumed = 0
         self.closed = False
 
     def read(self, size: int = -1) -> bytes:
         data = self._stream.read(size)
-        self.digest.update(data)
+        if self._hashing:
+            self.digest.update(data)
         self.consumed += len(data)
         if self._on_progress is not None:
             self._on_progress(self.consumed)
