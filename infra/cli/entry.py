@@ -5,6 +5,7 @@ pydantic, numpy and pyarrow (about 0.2 s on one core) instead of competing with 
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -13,11 +14,32 @@ _VALUE_OPTIONS = {"--contract", "--max-issue-rows"}  # options of `validate` tha
 
 def main() -> None:
     args = sys.argv[1:]
-    if args[:1] == ["validate"]:
+    validating = args[:1] == ["validate"]
+    if validating:
         _hash_ahead(args[1:])
     from infra.cli.main import main as run
 
-    run()
+    if not validating:
+        run()
+        return
+    try:
+        run()
+        code: object = 0
+    except SystemExit as finished:
+        code = finished.code
+    _exit_at_once(code)
+
+
+def _exit_at_once(code: object) -> None:
+    """End `validate` without the interpreter's teardown: unloading pyarrow, numpy and pydantic takes about 40 ms
+    (a twentieth of validating a 240 MB file) and does nothing for a command whose output is written and whose
+    threads are done. The command registers no exit handler; its output is flushed here."""
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 0)
 
 
 def _hash_ahead(args: list[str]) -> None:

@@ -94,3 +94,23 @@ def test_the_command_prints_the_files_sha256(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_command_keeps_its_exit_codes_and_whole_output(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(data.malformed_csv())
+    contract = tmp_path / "churn.yaml"
+    contract.write_text((ROOT / "infra" / "demo" / "churn.yaml").read_text())
+
+    def loopml(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-c", "from infra.cli.entry import main; main()", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+    invalid = loopml("validate", str(bad), "--contract", str(contract), "--json")
+    assert invalid.returncode == 1 and json.loads(invalid.stdout)["ok"] is False
+    table = loopml("validate", str(bad), "--contract", str(contract))
+    assert (
+        table.returncode == 1 and table.stdout.startswith("invalid: 6 issues") and table.stdout.rstrip().endswith("┘")
+    )
+    usage = loopml("validate", str(tmp_path / "missing.csv"), "--contract", str(contract))
+    assert usage.returncode == 2 and "does not exist" in usage.stderr
