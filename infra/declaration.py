@@ -607,6 +607,9 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             Grants(artifact_bucket=Access.READ, registry_table=Access.READ),
             memory_mb=1024,
             timeout_s=29,
+            # A warm container reads the champion alias at most this often: no registry read per request, and a
+            # promotion or rollback reaches every container within this many seconds.
+            environment=(("LOOPML_ALIAS_TTL_SECONDS", "5"),),
         ),
         FunctionSpec(
             "drift_check",

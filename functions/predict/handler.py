@@ -43,6 +43,7 @@ def service() -> PredictionService:
         LogStreamSink(),
         settings.max_records_per_request,
         on_capture_error=_capture_failed,
+        alias_ttl_s=settings.alias_ttl_seconds,
     )
 
 

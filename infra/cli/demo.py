@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from infra import declaration as decl
 from infra.cli.backend import http_json, upload_and_wait
 from infra.demo import data
 from infra.local.api_gateway import ApiServer
@@ -63,6 +64,11 @@ class Narrator:
 def _wait(cloud: LocalCloud, console: Console, name: str) -> Execution:
     with console.status(f"   Step Functions is running [bold]{name}[/bold] (train → evaluate → register)…"):
         return cloud.wait_for_execution(name, timeout=240)
+
+
+def alias_ttl_seconds() -> float:
+    spec = decl.FUNCTIONS[decl.API.function]
+    return float(dict(spec.environment).get("LOOPML_ALIAS_TTL_SECONDS", "5"))
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
@@ -244,13 +250,21 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
                 summary["v2_metrics"], summary["v1_on_new_holdout"] = v2.metrics, v2.champion_metrics
 
             with say.stage("Serving the new champion"):
-                status_code, headers, body = http_json(
-                    "POST", f"{server.url}/v1/models/churn/predict", {"records": shifted[:2]}, ca
-                )
-                say.check(headers.get("X-Model-Version") == str(v2.version), "the API still serves the old champion")
+                # A warm container reads the alias at most every LOOPML_ALIAS_TTL_SECONDS: no registry read per
+                # request, and the promotion reaches it within that bound.
+                promoted_at, bound = time.perf_counter(), alias_ttl_seconds() + 1.0
+                while True:
+                    status_code, headers, body = http_json(
+                        "POST", f"{server.url}/v1/models/churn/predict", {"records": shifted[:2]}, ca
+                    )
+                    served = headers.get("X-Model-Version")
+                    if served == str(v2.version) or time.perf_counter() - promoted_at > bound:
+                        break
+                    time.sleep(0.1)
+                say.check(served == str(v2.version), f"the API still serves v{served} {bound:.0f}s after the promotion")
                 say.say(
-                    f"X-Model-Version: {headers.get('X-Model-Version')} — predictions "
-                    f"{[p['label'] for p in body['predictions']]}"
+                    f"X-Model-Version: {served} after {time.perf_counter() - promoted_at:.1f}s (bound "
+                    f"{bound - 1.0:.0f}s) — predictions {[p['label'] for p in body['predictions']]}"
                 )
         finally:
             server.stop()

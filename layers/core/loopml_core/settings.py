@@ -18,6 +18,7 @@ class Settings(BaseModel):
     alert_topic_arn: str | None = Field(default=None, alias="ALERT_TOPIC_ARN")
     code_version: str = Field(default="dev", alias="LOOPML_CODE_VERSION")
     max_records_per_request: int = Field(default=1000, alias="LOOPML_MAX_RECORDS")
+    alias_ttl_seconds: float = Field(default=5.0, alias="LOOPML_ALIAS_TTL_SECONDS")
     max_upload_bytes: int | None = Field(default=None, alias="LOOPML_MAX_UPLOAD_BYTES")
     capture_settle_seconds: int = Field(default=900, alias="LOOPML_CAPTURE_SETTLE_SECONDS")
 

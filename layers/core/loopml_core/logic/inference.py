@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,7 @@ from loopml_core.registry import Registry
 from loopml_core.serving import OnnxModel
 
 MAX_PROBLEMS = 50
+DEFAULT_ALIAS_TTL_S = 5.0  # how stale a warm container's champion may be after a promotion or rollback
 
 
 def validate_records(contract: DatasetContract, records: Any, max_records: int) -> list[dict[str, Any]]:
@@ -91,7 +94,9 @@ class Prediction:
 
 
 class PredictionService:
-    """Keeps the champion in memory for the life of the container and reloads it when the alias moves."""
+    """Keeps the champion in memory for the life of the container; looks the alias up again at most every
+    `alias_ttl_s` seconds, so a request makes no AWS call in steady state and a promotion or rollback reaches every
+    warm container within that bound."""
 
     def __init__(
         self,
@@ -100,28 +105,35 @@ class PredictionService:
         capture: CaptureSink,
         max_records: int = 1000,
         on_capture_error: Any = None,
+        alias_ttl_s: float = DEFAULT_ALIAS_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.registry = registry
         self.capture = capture
         self.max_records = max_records
+        self.alias_ttl_s = alias_ttl_s
+        self._clock = clock
         self._on_capture_error = on_capture_error
         self._loaded: dict[str, LoadedModel] = {}
+        self._checked_at: dict[str, float] = {}  # when each model's alias was last read
         self._lock = threading.Lock()
         self.loads = 0
 
     def champion(self, name: str) -> LoadedModel:
-        # One consistent read per request: a rollback takes effect on the very next request.
-        version = self.registry.champion_version(name)
+        now = self._clock()
         loaded = self._loaded.get(name)
-        if loaded is not None and loaded.version == version.version:
+        if loaded is not None and now - self._checked_at[name] < self.alias_ttl_s:
             return loaded
-        with self._lock:
-            artifact = self.store.get(version.artifact.bucket, version.artifact.key, version.artifact.version_id)
-            contract = self.registry.contract(name)
-            loaded = LoadedModel(name, version.version, contract, OnnxModel(artifact, contract))
-            self._loaded[name] = loaded
-            self.loads += 1
+        version = self.registry.champion_version(name)
+        if loaded is None or loaded.version != version.version:
+            with self._lock:
+                artifact = self.store.get(version.artifact.bucket, version.artifact.key, version.artifact.version_id)
+                contract = self.registry.contract(name)
+                loaded = LoadedModel(name, version.version, contract, OnnxModel(artifact, contract))
+                self._loaded[name] = loaded
+                self.loads += 1
+        self._checked_at[name] = now
         return loaded
 
     def describe(self, name: str) -> dict[str, Any]:
