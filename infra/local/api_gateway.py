@@ -106,6 +106,9 @@ def _handler_class(gateway: ApiGateway) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "LoopML-local"
+        # Headers and body leave in two writes: with Nagle's algorithm the body waits for the client's delayed ACK
+        # of the headers, about 40 ms on every keep-alive request.
+        disable_nagle_algorithm = True
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
