@@ -22,9 +22,10 @@ from loopml_core.errors import InvalidRequestError, NotFoundError
 from loopml_core.logic.inference import PredictionService
 from loopml_core.observability import logger, metrics, tracer
 from loopml_core.registry import Registry
+from loopml_core.request_json import strict_json
 from loopml_core.settings import Settings
 
-app = APIGatewayRestResolver(enable_validation=True)
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=strict_json)
 MODEL_NAME = Annotated[str, Path(pattern=r"^[a-z][a-z0-9-]{0,62}$", description="registered model name")]
 
 
@@ -75,13 +76,21 @@ def _invalid_body(error: RequestValidationError) -> Response[str]:
     for problem in error.errors():
         location = [str(part) for part in problem.get("loc", ()) if part not in ("body", "path")]
         if problem.get("type") == "json_invalid":
+            reason = (problem.get("ctx") or {}).get("error") or problem.get("msg", "invalid JSON")
             return _error(
-                400,
-                "the request body is not valid JSON",
-                [{"record": None, "field": None, "message": problem.get("msg", "invalid JSON")}],
+                400, "the request body is not valid JSON", [{"record": None, "field": None, "message": reason}]
             )
         details.append({"record": None, "field": ".".join(location) or None, "message": problem.get("msg", "")})
     return _error(422, "the request does not match the API", details)
+
+
+@app.exception_handler(UnicodeDecodeError)
+def _not_utf8(error: UnicodeDecodeError) -> Response[str]:
+    return _error(
+        400,
+        "the request body is not UTF-8 text",
+        [{"record": None, "field": None, "message": f"byte {error.start} cannot be decoded as UTF-8"}],
+    )
 
 
 @app.exception_handler(json.JSONDecodeError)

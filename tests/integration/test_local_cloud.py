@@ -139,6 +139,35 @@ def test_predict_serves_the_champion_in_order(trained, api):
     assert status == 200 and summary["version"] == 1 and summary["task"] == "classification"
 
 
+def _with_raw_tenure(raw: str) -> bytes:
+    """A one-record request whose tenure_months is written as `raw`, exactly (json.dumps could not write it)."""
+    record = {**data.requests_for(data.customers(1, seed=1))[0], "tenure_months": 0}
+    return json.dumps({"records": [record]}).replace('"tenure_months": 0', f'"tenure_months": {raw}').encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field", "says"),
+    [
+        (_with_raw_tenure("1" + "0" * 400), 400, None, "beyond the range of a float64"),
+        (_with_raw_tenure("9" * 5000), 400, None, "5000 digits"),
+        (_with_raw_tenure("NaN"), 400, None, "NaN is not a JSON number"),
+        (_with_raw_tenure("-Infinity"), 400, None, "-Infinity is not a JSON number"),
+        (_with_raw_tenure("1e400"), 400, None, "overflows a float64"),
+        (b'{"records": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, None, "nested too deeply"),
+        (b'{"records": [{"plan": "\xff\xfe"}]}', 400, None, "UTF-8"),
+        (_with_raw_tenure("1e39"), 422, "tenure_months", "float32"),
+        (_with_raw_tenure("700"), 422, "tenure_months", "above the contract's maximum 600"),
+        (_with_raw_tenure("-1"), 422, "tenure_months", "below the contract's minimum 0"),
+    ],
+)
+def test_bodies_json_would_take_but_no_client_meant_get_a_4xx(trained, api, body, status, field, says):
+    got, _, reply = api.request("POST", "/v1/models/churn/predict", body)
+    assert got == status, reply
+    assert set(reply) == {"error", "details"}
+    [detail] = reply["details"]
+    assert detail["field"] == field and says in detail["message"]
+
+
 @pytest.mark.parametrize(
     ("body", "status", "field"),
     [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loopml_core.contract import load_contract
+from loopml_core.contract import OutOfRange, load_contract
 from loopml_core.errors import InvalidRequestError
 from loopml_core.logic.inference import validate_records
 
@@ -64,3 +64,20 @@ def test_empty_oversized_and_non_list_records():
     assert _problems([])[0].status_code == 422
     assert _problems([GOOD] * 11)[0].status_code == 413
     assert _problems({"a": 1})[1][0][1] == "records"
+
+
+def test_out_of_range_values_are_refused_unless_the_contract_accepts_them():
+    negative = {**GOOD, "tenure_months": -3}
+    _, problems = _problems([negative])
+    assert problems == [(0, "tenure_months", "-3 is below the contract's minimum 0")]
+    accepting = CONTRACT.model_copy(
+        update={"serving": CONTRACT.serving.model_copy(update={"out_of_range": OutOfRange.ACCEPT})}
+    )
+    assert validate_records(accepting, [negative], 10) == [negative]
+
+
+@pytest.mark.parametrize("value", [1e39, -4e38, 10**400])
+def test_a_number_the_model_cannot_take_is_refused(value):
+    _, problems = _problems([{**GOOD, "monthly_charges": value}])
+    [(record, field, message)] = problems
+    assert (record, field) == (0, "monthly_charges") and ("float32" in message or "finite" in message)

@@ -145,6 +145,17 @@ class Retraining(BaseModel):
     daily_budget: Annotated[int, Field(ge=0)] = 3  # monitoring-triggered runs per model per UTC day
 
 
+class OutOfRange(StrEnum):
+    REJECT = "reject"  # a request with a value outside a feature's min/max gets a 422 naming it
+    ACCEPT = "accept"  # served anyway (the model extrapolates)
+
+
+class Serving(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    out_of_range: OutOfRange = OutOfRange.REJECT
+
+
 class DatasetContract(BaseModel):
     """A dataset contract. `name` is also the name of the registered model trained on it."""
 
@@ -159,6 +170,7 @@ class DatasetContract(BaseModel):
     retrain_on: Retrain = Retrain.UPLOAD
     monitoring: Monitoring = Monitoring()
     retraining: Retraining = Retraining()
+    serving: Serving = Serving()
     # Algorithm for the training step; both export to ONNX with the preprocessing in the graph.
     algorithm: Literal["logistic_regression", "random_forest", "gradient_boosting", "linear_regression"] | None = None
 

@@ -16,7 +16,7 @@ from typing import Any
 from loopml_core.adapters.object_store import ObjectStore
 from loopml_core.capture import CaptureSink, capture_lines, retention_class, sampled
 from loopml_core.clock import iso
-from loopml_core.contract import DatasetContract, FeatureType
+from loopml_core.contract import DatasetContract, Feature, FeatureType, OutOfRange
 from loopml_core.errors import FieldProblem, InvalidRequestError
 from loopml_core.registry import Registry
 from loopml_core.serving import OnnxModel
@@ -38,6 +38,7 @@ def validate_records(contract: DatasetContract, records: Any, max_records: int) 
             status_code=413,
         )
     expected = contract.feature_names
+    accept = contract.serving.out_of_range == OutOfRange.ACCEPT
     problems: list[FieldProblem] = []
     for index, record in enumerate(records):
         if not isinstance(record, dict):
@@ -49,7 +50,7 @@ def validate_records(contract: DatasetContract, records: Any, max_records: int) 
             problems.append(FieldProblem(extra, f"is not a feature of model '{contract.name}'", index))
         for feature in contract.features:
             if feature.name in record:
-                message = _value_problem(feature.type, feature.values, record[feature.name])
+                message = _value_problem(feature, record[feature.name], accept)
                 if message:
                     problems.append(FieldProblem(feature.name, message, index))
         if len(problems) >= MAX_PROBLEMS:
@@ -59,21 +60,35 @@ def validate_records(contract: DatasetContract, records: Any, max_records: int) 
     return records
 
 
-def _value_problem(kind: FeatureType, values: tuple[str, ...] | None, value: Any) -> str | None:
+FLOAT32_MAX = 3.4028234663852886e38  # the model computes in float32: a larger number would reach it as infinity
+
+
+def _value_problem(feature: Feature, value: Any, accept_out_of_range: bool) -> str | None:
     if value is None:
         return "must not be null"
-    if kind is FeatureType.CATEGORY:
+    if feature.type is FeatureType.CATEGORY:
         if not isinstance(value, str):
-            return f"must be a string, one of {list(values or ())}"
-        if values is not None and value not in values:
-            return f"'{value}' is not one of {list(values)}"
+            return f"must be a string, one of {list(feature.values or ())}"
+        if feature.values is not None and value not in feature.values:
+            return f"'{value}' is not one of {list(feature.values)}"
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return f"must be a number ({kind.value}), got {type(value).__name__}"
-    if not math.isfinite(value):
+        return f"must be a number ({feature.type.value}), got {type(value).__name__}"
+    try:
+        number = float(value)
+    except OverflowError:
         return "must be a finite number"
-    if kind is FeatureType.INT and float(value) != int(value):
+    if not math.isfinite(number):
+        return "must be a finite number"
+    if abs(number) > FLOAT32_MAX:
+        return f"{number:g} overflows the model's float32 inputs"
+    if feature.type is FeatureType.INT and number != int(value):
         return f"must be an integer, got {value}"
+    if not accept_out_of_range:
+        if feature.min is not None and number < feature.min:
+            return f"{value} is below the contract's minimum {feature.min:g}"
+        if feature.max is not None and number > feature.max:
+            return f"{value} is above the contract's maximum {feature.max:g}"
     return None
 
 
