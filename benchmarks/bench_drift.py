@@ -204,10 +204,10 @@ def loopml_child(folder: Path) -> None:
 
     from loopml_core.capture_reader import tally_column
     from loopml_core.contract import DatasetContract
-    from loopml_core.drift import Thresholds, Window, build_profile, judge
+    from loopml_core.drift import Window, build_profile, judge
 
     contract = DatasetContract.model_validate_json((folder / "contract.json").read_text())
-    thresholds = Thresholds(**contract.monitoring.drift.model_dump())
+    thresholds = contract.monitoring.drift
     started = time.perf_counter()
     baseline = column_arrays(pq.read_table(folder / "baseline.parquet"), contract)
     current_table = pq.read_table(folder / "current.parquet")

@@ -24,13 +24,14 @@ from loopml_core.settings import Settings
 def monitor() -> DriftMonitor:
     settings = Settings.from_env()
     assert settings.state_machine_arn and settings.alert_topic_arn, "declared in this function's environment"
+    settle = {"settle_seconds": settings.capture_settle_seconds} if settings.capture_settle_seconds else {}
     return DriftMonitor(
         S3ObjectStore(),
         Registry(DynamoTable(settings.registry_table), actor="drift_check"),
         StepFunctionsRunner(settings.state_machine_arn),
         SnsNotifier(settings.alert_topic_arn),
         settings.artifact_bucket,
-        settle_seconds=settings.capture_settle_seconds,
+        **settle,
     )
 
 

@@ -9,9 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from loopml_core.contract import DatasetContract
+from loopml_core.contract import DatasetContract, DriftThresholds
 from loopml_core.drift import (
-    Thresholds,
     build_profile,
     chi2_sf,
     chi2_test,
@@ -175,9 +174,9 @@ def test_threshold_is_respected() -> None:
     profile = build_profile(CONTRACT, sample(2000, seed=1), None)
     live = records(sample(1000, seed=3, amount_shift=0.5))
     psi = compare(profile, live, None).per_feature["amount"]
-    psi_only = Thresholds(psi=psi + 0.01, min_effect=1.0)  # a KS effect can never reach 1 here
+    psi_only = DriftThresholds(psi=psi + 0.01, min_effect=1.0)  # a KS effect can never reach 1 here
     assert compare(profile, live, None, thresholds=psi_only).drifted == []
-    assert compare(profile, live, None, Thresholds(psi=psi - 0.01)).drifted == ["amount"]
+    assert compare(profile, live, None, DriftThresholds(psi=psi - 0.01)).drifted == ["amount"]
 
 
 def test_profile_requires_every_feature() -> None:
@@ -242,11 +241,11 @@ def test_chi2_is_scipys_test_of_homogeneity() -> None:
 def test_a_significant_but_tiny_shift_in_a_large_window_is_not_drift() -> None:
     profile = build_profile(CONTRACT, sample(200_000, seed=1), None)
     window = count_records(profile, records(sample(200_000, seed=2, amount_shift=0.02)))
-    report = judge(profile, window, Thresholds(psi=0.2, p_value=0.01, min_effect=0.1))
+    report = judge(profile, window, DriftThresholds(psi=0.2, p_value=0.01, min_effect=0.1))
     amount = report.columns["amount"]
     assert amount.p_value < 1e-6 and amount.statistic < 0.1  # significant, and small
     assert not amount.drifted and report.drifted == []
-    strict = judge(profile, window, Thresholds(psi=0.2, p_value=0.01, min_effect=0.01))
+    strict = judge(profile, window, DriftThresholds(psi=0.2, p_value=0.01, min_effect=0.01))
     assert strict.drifted == ["amount"]
 
 

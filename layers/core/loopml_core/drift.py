@@ -31,18 +31,18 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from loopml_core.contract import DatasetContract, Task
+from loopml_core.contract import DatasetContract, DriftThresholds, Task
 
 PROFILE_VERSION = 2
 NUMERIC_BINS = 10
 FINE_BINS = 100  # quantile bins behind the KS test: its statistic is exact to within 1 % of the CDF
-DEFAULT_THRESHOLD = 0.2
+DEFAULT_THRESHOLDS = DriftThresholds()  # the contract's `monitoring.drift` defaults; frozen, so shared
 DEFAULT_MIN_ROWS = 50
 PREDICTION = "prediction"
 
@@ -423,15 +423,6 @@ def bucket_labels(entry: Mapping[str, Any]) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Thresholds:
-    """When a column counts as drifted (the contract's `monitoring.drift`)."""
-
-    psi: float = DEFAULT_THRESHOLD
-    p_value: float = 0.01
-    min_effect: float = 0.1
-
-
-@dataclass(frozen=True)
 class ColumnDrift:
     """One column's verdict: its PSI, its test (KS for numbers, chi-squared for categories) and the distributions."""
 
@@ -462,7 +453,7 @@ class DriftReport:
 
     columns: dict[str, ColumnDrift]
     drifted: list[str]
-    thresholds: Thresholds
+    thresholds: DriftThresholds
     rows: int
     min_rows: int = DEFAULT_MIN_ROWS
     insufficient_data: bool = False
@@ -489,13 +480,13 @@ class DriftReport:
             "insufficient_data": self.insufficient_data,
             "has_drift": self.has_drift,
             "drifted": list(self.drifted),
-            "thresholds": asdict(self.thresholds),
+            "thresholds": self.thresholds.model_dump(),
             "features": {name: column.summary() for name, column in self.columns.items()},
         }
 
 
 def _judge(
-    entry: Mapping[str, Any], counted: Tally, baseline_rows: int, thresholds: Thresholds, tests: int
+    entry: Mapping[str, Any], counted: Tally, baseline_rows: int, thresholds: DriftThresholds, tests: int
 ) -> ColumnDrift:
     expected = bucket_fractions(entry)
     total = max(int(counted.buckets.sum()), 1)
@@ -532,7 +523,7 @@ def _judge(
 def judge(
     profile: Mapping[str, Any],
     window: Window,
-    thresholds: Thresholds = Thresholds(),
+    thresholds: DriftThresholds = DEFAULT_THRESHOLDS,
     *,
     min_rows: int = DEFAULT_MIN_ROWS,
 ) -> DriftReport:
@@ -577,7 +568,7 @@ def compare(
     profile: Mapping[str, Any],
     records: Sequence[Mapping[str, Any]],
     outputs: Sequence[Mapping[str, Any]] | None = None,
-    thresholds: Thresholds = Thresholds(),
+    thresholds: DriftThresholds = DEFAULT_THRESHOLDS,
     *,
     min_rows: int = DEFAULT_MIN_ROWS,
 ) -> DriftReport:

@@ -20,7 +20,7 @@ class Settings(BaseModel):
     max_records_per_request: int = Field(default=1000, alias="LOOPML_MAX_RECORDS")
     alias_ttl_seconds: float = Field(default=5.0, alias="LOOPML_ALIAS_TTL_SECONDS")
     max_upload_bytes: int | None = Field(default=None, alias="LOOPML_MAX_UPLOAD_BYTES")
-    capture_settle_seconds: int = Field(default=900, alias="LOOPML_CAPTURE_SETTLE_SECONDS")
+    capture_settle_seconds: int | None = Field(default=None, alias="LOOPML_CAPTURE_SETTLE_SECONDS")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

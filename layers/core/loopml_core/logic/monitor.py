@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -145,7 +145,7 @@ class CheckResult:
             "window": self.window,
             "rows": self.rows,
             "min_rows": self.min_rows,
-            "thresholds": asdict(self.report.thresholds) if self.report else None,
+            "thresholds": self.report.thresholds.model_dump() if self.report else None,
             "features": features,
             "prediction": _column(prediction) if prediction else None,
             "drifted": self.drifted,
@@ -245,8 +245,7 @@ class DriftMonitor:
         window, counted = self._count(contract, profile, champion.version, batches, pending)
         late = {p.source: counts for p in pending if (counts := p.counts(contract))}
         settings = contract.monitoring
-        thresholds = drift.Thresholds(settings.drift.psi, settings.drift.p_value, settings.drift.min_effect)
-        report = drift.judge(profile, window, thresholds, min_rows=settings.min_rows)
+        report = drift.judge(profile, window, settings.drift, min_rows=settings.min_rows)
         result = CheckResult(
             model,
             "drift" if report.has_drift else "ok",
