@@ -414,6 +414,16 @@ class Route:
 
 
 @dataclass(frozen=True)
+class KeyLimits:
+    """A usage plan's limits for one API key: steady requests per second, burst, and a quota per period."""
+
+    rate_per_s: float
+    burst: int
+    quota: int
+    quota_period: str = "DAY"  # DAY, WEEK or MONTH, as API Gateway usage plans count them
+
+
+@dataclass(frozen=True)
 class ApiSpec:
     name: str
     function: str
@@ -421,6 +431,10 @@ class ApiSpec:
     stage: str = "v1"
     throttle_rate_per_s: int = 100
     throttle_burst: int = 200
+    # Besides IAM, every method requires an API key: each client's key carries its own usage plan (rate, burst, quota).
+    api_key_required: bool = True
+    api_key_header: str = "x-api-key"
+    default_key_limits: KeyLimits = KeyLimits(rate_per_s=50, burst=100, quota=1_000_000)
 
 
 @dataclass(frozen=True)
@@ -517,7 +531,7 @@ LAYERS: dict[Layer, LayerSpec] = {
         LayerSpec(
             Layer.CORE,
             "loopml_core with Powertools and pydantic",
-            ("aws-lambda-powertools[tracer,parser]==3.37.0", "pydantic==2.14.3", "pyyaml==6.0.3"),
+            ("aws-lambda-powertools[tracer,parser]==3.37.0", "pydantic==2.14.3", "pyyaml==6.0.3", "orjson==3.13.0"),
             ships_core_package=True,
         ),
         LayerSpec(

@@ -30,6 +30,7 @@ from typing import Any
 
 from infra import declaration as decl
 from infra.local.delivery import FirehoseS3Delivery, matches_filter
+from infra.local.rest_api import provision_rest_api
 from loopml_core.adapters.pipeline import Execution, StepFunctionsRunner
 
 ACCOUNT = "123456789012"
@@ -520,6 +521,7 @@ class LocalCloud:
         )
 
         self._provision_capture_delivery(trust)
+        provision_rest_api(self.client("apigateway"), self.names.function_arn(decl.API.function), REGION)
 
         sfn_role = iam.create_role(RoleName=f"{decl.PIPELINE.physical_name()}-role", AssumeRolePolicyDocument=trust)
         arns = {key: self.names.function_arn(key) for key in decl.FUNCTIONS}

@@ -146,11 +146,16 @@ class OnnxModel:
             feeds[f.name] = column.reshape(-1, 1)
         return feeds
 
+    def run(self, feeds: Mapping[str, NDArray[Any]]) -> list[NDArray[Any]]:
+        """One session run on [n, 1] feature columns typed as the graph expects (see `feeds`): the raw outputs, the
+        label and probability tensors of a classifier or the value tensor of a regressor."""
+        return [np.asarray(output) for output in self.session.run(self._output_names, dict(feeds))]
+
     def predict(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Predict validated records in one session run; outputs are in the serving shape, in record order."""
         if not records:
             return []
-        results = self.session.run(self._output_names, self.feeds(records))
+        results = self.run(self.feeds(records))
         if self.classes is None:
             return regression_outputs(np.asarray(results[0]))
         return classification_outputs(np.asarray(results[0]).reshape(-1).tolist(), np.asarray(results[1]), self.classes)
