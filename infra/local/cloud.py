@@ -11,30 +11,24 @@ configuration says, then sent to its on-failure destination.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import os
 import queue
-import sys
 import threading
 import time
-import traceback
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from infra import declaration as decl
 from infra.local.delivery import FirehoseS3Delivery, matches_filter
 from infra.local.rest_api import provision_rest_api
+from infra.local.runner import ACCOUNT, REGION, HandlerRunner, environment_overlay
 from loopml_core.adapters.pipeline import Execution, StepFunctionsRunner
 
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -42,36 +36,10 @@ FAKE_CREDENTIALS = {
     "AWS_DEFAULT_REGION": REGION,
     "AWS_REGION": REGION,
 }
-# No X-Ray daemon runs locally; everything else in a function's environment is exactly what moto holds for it.
-LOCAL_ONLY_ENV = {"POWERTOOLS_TRACE_DISABLED": "true"}
 ALERT_INBOX_QUEUE = f"{decl.PREFIX}-alerts-inbox"
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 DEFAULT_ASYNC_RETRIES = 2  # Lambda's, for a function without an event invoke configuration
 LOG_EVENTS_KEPT = 1_000  # per log stream; CloudWatch keeps a log group's events for its retention instead
-
-
-@dataclass
-class Invocation:
-    function: str
-    seconds: float
-    errored: bool
-
-
-class LambdaContext:
-    """The attributes of the Lambda context object that handlers and Powertools read."""
-
-    def __init__(self, function_name: str, memory_mb: int, timeout_s: int) -> None:
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
-        self.memory_limit_in_mb = memory_mb
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = time.strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
-        self._deadline = time.monotonic() + timeout_s
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 def _zip_directory(directory: Path) -> bytes:
@@ -80,130 +48,6 @@ def _zip_directory(directory: Path) -> bytes:
         for path in sorted(directory.rglob("*.py")):
             archive.write(path, path.relative_to(directory).as_posix())
     return buffer.getvalue()
-
-
-class HandlerRunner:
-    """Loads each declared handler once, as Lambda would from its code directory, and runs it in-process."""
-
-    def __init__(self, log_stream: io.TextIOBase | Any, ship_logs: Callable[[str, str], None] | None = None) -> None:
-        self._modules: dict[str, ModuleType] = {}
-        self._ship_logs = ship_logs  # (function name, what it printed): to CloudWatch Logs, as Lambda does
-        self._by_physical_name = {spec.physical_name(): spec for spec in decl.FUNCTIONS.values()}
-        # moto is not thread-safe and Step Functions runs steps in threads: one invocation at a time, re-entrant
-        # because a handler's own AWS calls may trigger another function (an S3 notification) in the same thread.
-        self.lock = threading.RLock()
-        self.log_stream = log_stream
-        self.invocations: list[Invocation] = []
-
-    def knows(self, function_name: str) -> bool:
-        return function_name in self._by_physical_name
-
-    def _module(self, spec: decl.FunctionSpec) -> ModuleType:
-        if spec.key not in self._modules:
-            module_name, _ = spec.handler.rsplit(".", 1)
-            path = spec.code_dir / f"{module_name.replace('.', '/')}.py"
-            unique = f"loopml_functions.{spec.key}.{module_name}"
-            loader_spec = importlib.util.spec_from_file_location(unique, path)
-            assert loader_spec and loader_spec.loader, f"cannot load {path}"
-            module = importlib.util.module_from_spec(loader_spec)
-            sys.modules[unique] = module
-            loader_spec.loader.exec_module(module)
-            self._modules[spec.key] = module
-        return self._modules[spec.key]
-
-    def run(self, function_name: str, environment: dict[str, str], event: Any) -> tuple[str, bool, str]:
-        spec = self._by_physical_name[function_name]
-        with (
-            self.lock,
-            _environment(
-                {
-                    **environment,
-                    **LOCAL_ONLY_ENV,
-                    "AWS_LAMBDA_FUNCTION_NAME": function_name,
-                    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
-                }
-            ),
-        ):
-            started = time.perf_counter()
-            output = io.StringIO()
-            errored = False
-            try:
-                with _captured_stdout(output):
-                    handler: Callable[..., Any] = getattr(self._module(spec), spec.handler.rsplit(".", 1)[1])
-                    payload = json.loads(event) if isinstance(event, str | bytes) else event
-                    result = handler(payload, LambdaContext(function_name, spec.memory_mb, spec.timeout_s))
-                reply = json.dumps(result)
-            except Exception as error:
-                errored = True
-                reply = json.dumps(
-                    {
-                        "errorMessage": str(error),
-                        "errorType": type(error).__name__,
-                        "stackTrace": traceback.format_exception(error)[-5:],
-                    }
-                )
-            logs = output.getvalue()
-            if logs and self._ship_logs is not None:
-                self._ship_logs(function_name, logs)
-            self.log_stream.write(logs)
-            if errored:
-                self.log_stream.write(f"[{function_name}] ERROR {reply}\n")
-            self.log_stream.flush()
-            self.invocations.append(Invocation(spec.key, time.perf_counter() - started, errored))
-            return reply, errored, logs
-
-
-_capture = threading.local()  # the log buffer of the handler invocation running on this thread, if any
-
-
-class _ThreadRoutedStdout:
-    """sys.stdout that sends what a handler prints to its invocation's log buffer and everything else where it went.
-
-    Handlers run on several threads (S3 notifications, Step Functions steps); `contextlib.redirect_stdout` would
-    swap stdout for the whole process and swallow what the CLI or `loopml local up` prints meanwhile.
-    """
-
-    def __init__(self, default: Any) -> None:
-        self._default = default
-
-    def _target(self) -> Any:
-        return getattr(_capture, "buffer", None) or self._default
-
-    def write(self, text: str) -> int:
-        written: int = self._target().write(text)
-        return written
-
-    def flush(self) -> None:
-        self._target().flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._target(), name)
-
-
-@contextlib.contextmanager
-def _captured_stdout(buffer: io.StringIO) -> Iterator[None]:
-    if not isinstance(sys.stdout, _ThreadRoutedStdout):
-        sys.stdout = _ThreadRoutedStdout(sys.stdout)
-    previous = getattr(_capture, "buffer", None)
-    _capture.buffer = buffer
-    try:
-        yield
-    finally:
-        _capture.buffer = previous
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _aws_shaped_s3_event(original: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
@@ -303,7 +147,7 @@ class LocalCloud:
         from moto import mock_aws
 
         self._saved_env = contextlib.ExitStack()
-        self._saved_env.enter_context(_environment(FAKE_CREDENTIALS))
+        self._saved_env.enter_context(environment_overlay(FAKE_CREDENTIALS))
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         self._install_patches()

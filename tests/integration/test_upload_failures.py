@@ -12,7 +12,8 @@ import pytest
 from infra import declaration as decl
 from infra.cli.backend import upload_and_wait
 from infra.demo import data
-from infra.local.cloud import Invocation, LocalCloud
+from infra.local.cloud import LocalCloud
+from infra.local.runner import Invocation
 from loopml_core.adapters.object_store import S3ObjectStore
 from loopml_core.contract import load_contract
 from loopml_core.logic.ingest import Ingestor
