@@ -144,7 +144,7 @@ def send_captures(cloud: LocalCloud, contract_text: str, predictions: int, per_r
                 classes=["no", "yes"],
             )
         for start in range(0, len(printed), 200):
-            with cloud.runner.lock:
+            with cloud.runner.moto_lock:
                 cloud.ship_logs(function_name, "\n".join(printed[start : start + 200]) + "\n")
         lines += len(printed)
         sent += n

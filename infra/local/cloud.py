@@ -19,14 +19,14 @@ import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from infra import declaration as decl
 from infra.local.delivery import FirehoseS3Delivery, matches_filter
 from infra.local.rest_api import provision_rest_api
-from infra.local.runner import ACCOUNT, REGION, HandlerRunner, environment_overlay
+from infra.local.runner import ACCOUNT, REGION, HandlerRunner, ThreadRoutedEnviron, environment_overlay
 from loopml_core.adapters.pipeline import Execution, StepFunctionsRunner
 
 FAKE_CREDENTIALS = {
@@ -48,6 +48,17 @@ def _zip_directory(directory: Path) -> bytes:
         for path in sorted(directory.rglob("*.py")):
             archive.write(path, path.relative_to(directory).as_posix())
     return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def _environ_routed_per_thread() -> Iterator[None]:
+    """Several functions run at once here, each with its own environment: see `ThreadRoutedEnviron`."""
+    process = os.environ
+    os.environ = ThreadRoutedEnviron(process)  # type: ignore[assignment]  # noqa: B003 (wraps it, keeps it)
+    try:
+        yield
+    finally:
+        os.environ = process  # noqa: B003
 
 
 def _aws_shaped_s3_event(original: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
@@ -148,19 +159,21 @@ class LocalCloud:
 
         self._saved_env = contextlib.ExitStack()
         self._saved_env.enter_context(environment_overlay(FAKE_CREDENTIALS))
+        self._saved_env.enter_context(_environ_routed_per_thread())
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         self._install_patches()
         self._notifier.start()
         self.provision()
 
-    def stop(self) -> None:
-        self.wait_for_idle(timeout=30)
+    def stop(self, drain_timeout: float = 30) -> None:
+        """Stop, once queued S3 notifications and running executions are done or `drain_timeout` has passed."""
+        self.wait_for_idle(timeout=drain_timeout)
         if self._mock is not None:
-            with self.runner.lock:
+            with self.runner.moto_lock:
                 self.delivery.flush()
         self._notifications.put(None)
-        self._notifier.join(timeout=30)
+        self._notifier.join(timeout=drain_timeout)
         for owner, attribute, original in reversed(self._patches):
             setattr(owner, attribute, original)
         self._patches.clear()
@@ -177,10 +190,19 @@ class LocalCloud:
 
     def _install_patches(self) -> None:
         from moto.awslambda.models import LambdaFunction
+        from moto.core.botocore_stubber import BotocoreStubber
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication
         from moto.s3 import notifications
         from moto.s3.models import S3Backend
 
         runner = self.runner
+        # Every request into moto, in-process (boto3 through moto's stubber) or over HTTP (`loopml local up`).
+        self._patch(BotocoreStubber, "process_request", runner.moto_lock.guarding(BotocoreStubber.process_request))
+        self._patch(
+            DomainDispatcherApplication,
+            "__call__",
+            runner.moto_lock.guarding(DomainDispatcherApplication.__call__),
+        )
         original_invoke = LambdaFunction._invoke_lambda
 
         # The functions that read captured traffic: the check, and the label join.
@@ -191,7 +213,7 @@ class LocalCloud:
                 return original_invoke(function, event)
             if function.function_name in readers:
                 # Locally no buffering interval passes between traffic and what reads it: deliver what Firehose holds.
-                with runner.lock:
+                with runner.moto_lock:
                     self.delivery.flush()
             return runner.run(function.function_name, dict(function.environment_vars), event)
 
@@ -254,7 +276,8 @@ class LocalCloud:
         now = int(time.time() * 1000)
         events = [{"timestamp": now, "message": line} for line in text.splitlines() if line]
         if events:
-            logs_backends[ACCOUNT][REGION].put_log_events(f"/aws/lambda/{function_name}", stream, events)
+            with self.runner.moto_lock:
+                logs_backends[ACCOUNT][REGION].put_log_events(f"/aws/lambda/{function_name}", stream, events)
 
     def _write_delivered_object(self, bucket: str, key: str, data: bytes) -> None:
         from moto.s3.models import s3_backends
@@ -263,7 +286,7 @@ class LocalCloud:
 
     def flush_deliveries(self) -> int:
         """Deliver what Firehose holds in its buffers now (the buffering interval passing); returns objects written."""
-        with self.runner.lock:
+        with self.runner.moto_lock:
             return self.delivery.flush()
 
     def _deliver_notifications(self) -> None:

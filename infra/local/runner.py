@@ -3,6 +3,7 @@ and a Lambda context, loaded once from its code directory."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import importlib.util
 import io
@@ -13,7 +14,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -57,16 +58,29 @@ class HandlerRunner:
         self._modules: dict[str, ModuleType] = {}
         self._ship_logs = ship_logs  # (function name, what it printed): to CloudWatch Logs, as Lambda does
         self._by_physical_name = {spec.physical_name(): spec for spec in decl.FUNCTIONS.values()}
-        # moto is not thread-safe and Step Functions runs steps in threads: one invocation at a time, re-entrant
-        # because a handler's own AWS calls may trigger another function (an S3 notification) in the same thread.
-        self.lock = threading.RLock()
+        # moto is not thread-safe; handlers are, as in Lambda where each runs in its own container. So calls into moto
+        # take this lock and a handler's own work does not: a prediction is not kept waiting by a training.
+        self.moto_lock = MotoLock()
+        self._import_lock = threading.Lock()
         self.log_stream = log_stream
         self.invocations: list[Invocation] = []
+        self._running: collections.Counter[str] = collections.Counter()  # function key -> invocations under way
+        self._running_lock = threading.Lock()
+        self._log_lock = threading.Lock()  # invocations on several threads write one log file
+
+    def running(self, function_key: str) -> int:
+        """How many invocations of the function are under way now."""
+        with self._running_lock:
+            return self._running[function_key]
 
     def knows(self, function_name: str) -> bool:
         return function_name in self._by_physical_name
 
     def _module(self, spec: decl.FunctionSpec) -> ModuleType:
+        with self._import_lock:
+            return self._load(spec)
+
+    def _load(self, spec: decl.FunctionSpec) -> ModuleType:
         if spec.key not in self._modules:
             module_name, _ = spec.handler.rsplit(".", 1)
             path = spec.code_dir / f"{module_name.replace('.', '/')}.py"
@@ -82,8 +96,8 @@ class HandlerRunner:
     def run(self, function_name: str, environment: dict[str, str], event: Any) -> tuple[str, bool, str]:
         spec = self._by_physical_name[function_name]
         with (
-            self.lock,
-            environment_overlay(
+            self.moto_lock.released(),
+            function_environment(
                 {
                     **environment,
                     **LOCAL_ONLY_ENV,
@@ -95,6 +109,8 @@ class HandlerRunner:
             started = time.perf_counter()
             output = io.StringIO()
             errored = False
+            with self._running_lock:
+                self._running[spec.key] += 1
             try:
                 with _captured_stdout(output):
                     handler: Callable[..., Any] = getattr(self._module(spec), spec.handler.rsplit(".", 1)[1])
@@ -110,13 +126,17 @@ class HandlerRunner:
                         "stackTrace": traceback.format_exception(error)[-5:],
                     }
                 )
+            finally:
+                with self._running_lock:
+                    self._running[spec.key] -= 1
             logs = output.getvalue()
             if logs and self._ship_logs is not None:
                 self._ship_logs(function_name, logs)
-            self.log_stream.write(logs)
-            if errored:
-                self.log_stream.write(f"[{function_name}] ERROR {reply}\n")
-            self.log_stream.flush()
+            with self._log_lock:
+                self.log_stream.write(logs)
+                if errored:
+                    self.log_stream.write(f"[{function_name}] ERROR {reply}\n")
+                self.log_stream.flush()
             self.invocations.append(Invocation(spec.key, time.perf_counter() - started, errored))
             return reply, errored, logs
 
@@ -160,8 +180,121 @@ def _captured_stdout(buffer: io.StringIO) -> Iterator[None]:
         _capture.buffer = previous
 
 
+class MotoLock:
+    """The lock every call into moto holds (moto's backends are not thread-safe), re-entrant for the thread holding it.
+
+    A call into moto may run a handler (Lambda's Invoke API, a Step Functions task): the handler runs with the lock
+    `released()`, so that its own compute never holds up other invocations; its AWS calls take the lock again.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    @contextlib.contextmanager
+    def released(self) -> Iterator[None]:
+        """Give the lock up entirely (however deeply this thread holds it) for the block, then take it back."""
+        if not self._lock._is_owned():  # type: ignore[attr-defined]
+            yield
+            return
+        # What threading.Condition uses to wait on an RLock: release every level at once, restore them after.
+        state = self._lock._release_save()  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            self._lock._acquire_restore(state)  # type: ignore[attr-defined]
+
+    def guarding(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """`function`, called with this lock held."""
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            with self:
+                return function(*args, **kwargs)
+
+        return guarded
+
+
+class ThreadRoutedEnviron(MutableMapping[str, str]):
+    """os.environ that shows each handler invocation its own function's environment, on the thread it runs on.
+
+    Lambda gives each function its own process; here several functions run at once in one, so the variables a
+    function is configured with are an overlay seen only by the invocation's thread. Everything else reads and writes
+    the process environment as usual.
+    """
+
+    def __init__(self, process: MutableMapping[str, str]) -> None:
+        self.process = process
+        self._local = threading.local()
+
+    def _overlay(self) -> dict[str, str | None] | None:
+        overlay: dict[str, str | None] | None = getattr(self._local, "overlay", None)
+        return overlay
+
+    def __getitem__(self, key: str) -> str:
+        overlay = self._overlay()
+        if overlay is not None and key in overlay:
+            value = overlay[key]
+            if value is None:
+                raise KeyError(key)
+            return value
+        return self.process[key]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        overlay = self._overlay()
+        if overlay is None:
+            self.process[key] = value
+        else:
+            overlay[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        overlay = self._overlay()
+        if overlay is None:
+            del self.process[key]
+            return
+        if key not in self:
+            raise KeyError(key)
+        overlay[key] = None
+
+    def __iter__(self) -> Iterator[str]:
+        overlay = self._overlay() or {}
+        yield from (key for key, value in overlay.items() if value is not None)
+        yield from (key for key in self.process if key not in overlay)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def copy(self) -> dict[str, str]:
+        return dict(self)
+
+    @contextlib.contextmanager
+    def overlay(self, values: dict[str, str]) -> Iterator[None]:
+        previous = self._overlay()
+        self._local.overlay = {**(previous or {}), **values}
+        try:
+            yield
+        finally:
+            self._local.overlay = previous
+
+
+@contextlib.contextmanager
+def function_environment(values: dict[str, str]) -> Iterator[None]:
+    """The function's environment for an invocation: its own thread's view when os.environ is routed per thread."""
+    if isinstance(os.environ, ThreadRoutedEnviron):
+        with os.environ.overlay(values):
+            yield
+    else:
+        with environment_overlay(values):
+            yield
+
+
 @contextlib.contextmanager
 def environment_overlay(values: dict[str, str]) -> Iterator[None]:
+    """Set `values` in the process environment for the block (every thread sees them)."""
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:

@@ -65,7 +65,7 @@ def serve(
         "Ctrl-C to stop."
     )
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        _stop_on_signals(stop, console)
     try:
         while not stop.wait(0.5):
             pass
@@ -76,5 +76,26 @@ def serve(
         info_path.unlink(missing_ok=True)
         api.stop()
         aws.stop()
-        cloud.stop()
+        # What is still running (a training, say) is abandoned with the process, as it is with every other state.
+        cloud.stop(drain_timeout=STOP_DRAIN_S)
         console.print("local cloud stopped")
+
+
+STOP_DRAIN_S = 1.0  # how long stopping waits for queued uploads and running executions before giving up on them
+
+
+def _stop_on_signals(stop: threading.Event, console: Console) -> None:
+    """Ctrl-C and SIGTERM stop the cloud; a second one exits at once.
+
+    Handlers are installed for both signals explicitly: a shell starts a background job (`loopml local up &`) with
+    SIGINT ignored, and Python then leaves it ignored instead of raising KeyboardInterrupt.
+    """
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            os._exit(128 + signum)
+        console.print(f"[dim]{signal.Signals(signum).name}: stopping…[/]")
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
