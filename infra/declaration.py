@@ -661,8 +661,15 @@ API = ApiSpec(
     function="predict",
     routes=(
         Route("GET", "/health"),
+        Route("GET", "/v1/openapi.json"),
         Route("GET", "/v1/models/{name}"),
         Route("POST", "/v1/models/{name}/predict"),
+        # Every other method of a known path reaches the function too, which answers 405 with `Allow`; API Gateway
+        # alone would say 403 "Missing Authentication Token", which tells a client nothing.
+        Route("ANY", "/health"),
+        Route("ANY", "/v1/openapi.json"),
+        Route("ANY", "/v1/models/{name}"),
+        Route("ANY", "/v1/models/{name}/predict"),
     ),
 )
 
