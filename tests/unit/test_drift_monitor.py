@@ -400,6 +400,20 @@ def test_lines_of_another_model_in_a_batch_are_not_counted(world):
     assert world.check().rows == 300
 
 
+def test_a_challengers_shadow_lines_are_not_counted_as_served_traffic(world):
+    # Given traffic the champion answered, and the same requests scored in shadow by v1 itself (as after a promotion
+    # of the challenger that shadowed it) and by v2
+    key = world.capture(_traffic(300, shifted=False))
+    lines = gzip.decompress(world.store.get(BUCKET, key)).decode().splitlines()
+    shadow = [line[:-1] + ',"shadow":true}' for line in lines]
+    shadow += [line.replace('"version":1', '"version":2') for line in shadow]
+    world.store.put(BUCKET, key.replace("x.gz", "s.gz"), gzip.compress(("\n".join(shadow) + "\n").encode()))
+    # When the check counts the window
+    result = world.check()
+    # Then only the answered predictions are in it
+    assert result.rows == 300 and "2" not in result.window["other_versions"]
+
+
 def test_a_feature_the_contract_no_longer_has_is_left_out_not_fatal(world):
     world.capture(_traffic(300, shifted=False))
     narrower = CONTRACT.model_copy(update={"features": CONTRACT.features[:1]})

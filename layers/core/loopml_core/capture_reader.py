@@ -33,6 +33,7 @@ def capture_schema(contract: DatasetContract, *, features: bool = True) -> Any:
         ("at", pa.string()),
         ("first", pa.int64()),
         ("prediction", pa.list_(pa.string() if classification else pa.float64())),
+        ("shadow", pa.bool_()),  # a challenger's scoring of traffic the champion answered; absent (null) otherwise
     ]
     if features:
         columns = [(f.name, pa.list_(pa.float64() if f.is_numeric else pa.string())) for f in contract.features]
@@ -86,7 +87,9 @@ def count_batch(
     import pyarrow.compute as pc
 
     counted.lines += batch.num_rows
-    versions = np.where(of_model(batch, model), np.asarray(batch.column("version").fill_null(-1)), -1)
+    # Shadow lines scored traffic another version answered: what was served is counted once, from the answering line.
+    answered = of_model(batch, model) & ~np.asarray(batch.column("shadow").fill_null(False))
+    versions = np.where(answered, np.asarray(batch.column("version").fill_null(-1)), -1)
     mine = versions == version
     lengths = np.asarray(pc.list_value_length(batch.column("prediction")).fill_null(0))
     for other in np.unique(versions[~mine]).tolist():

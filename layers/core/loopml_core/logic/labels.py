@@ -269,15 +269,18 @@ def join_labels(predictions: Any, labels: Any) -> Any:
 
 
 def _unique_keys(table: Any) -> Any:
-    """`table` with one row per (request_id, index): a batch Firehose delivered twice must not count twice."""
+    """`table` with one row per (request_id, index, version): a batch Firehose delivered twice must not count twice,
+    while a request a challenger scored in shadow counts once for each version that predicted it."""
     import pyarrow.compute as pc
 
     if table.num_rows < 2:
         return table
-    ordered = table.take(pc.sort_indices(table, sort_keys=[("request_id", "ascending"), ("index", "ascending")]))
-    ids, indexes = ordered.column("request_id").combine_chunks(), np.asarray(ordered.column("index"))
+    keys = [("request_id", "ascending"), ("index", "ascending"), ("version", "ascending")]
+    ordered = table.take(pc.sort_indices(table, sort_keys=keys))
+    ids = ordered.column("request_id").combine_chunks()
+    indexes, versions = np.asarray(ordered.column("index")), np.asarray(ordered.column("version"))
     same_id = np.asarray(pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1)).fill_null(False))
-    repeated = np.concatenate([[False], same_id & (indexes[1:] == indexes[:-1])])
+    repeated = np.concatenate([[False], same_id & (indexes[1:] == indexes[:-1]) & (versions[1:] == versions[:-1])])
     return ordered.filter(arrow_mask(~repeated)) if repeated.any() else ordered
 
 
