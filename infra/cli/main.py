@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from infra.cli.backend import Backend
+    from loopml_core.models import Deployment
 from loopml_core.errors import LoopMLError
 
 
@@ -508,30 +509,56 @@ def pipeline_start(ctx: Context, model: str, dataset_version: int | None) -> Non
 
 @cli.group()
 def models() -> None:
-    """Registered models, versions and the champion alias."""
+    """Registered models, their versions and champion, and progressive delivery of a new version.
+
+    \b
+    A new version reaches traffic in steps (docs/delivery.md):
+      loopml models deploy churn --version 3 --canary 10   v3 answers 10% of clients, the champion the rest
+      loopml models compare churn                          live metrics per variant, with intervals and a verdict
+      loopml models promote churn                          v3 becomes champion and the deployment ends
+      loopml models rollback churn                         or: v3 gets no traffic from now on
+    """
+
+
+def _deployment_cell(deployment: Deployment | None) -> str:
+    if deployment is None:
+        return "-"
+    share = "shadow" if deployment.weight is None else f"{deployment.mode.value} {deployment.weight}%"
+    return f"v{deployment.version} {share}"
 
 
 @models.command("list")
 @pass_context
 def models_list(ctx: Context) -> None:
-    """List registered models with their champion."""
+    """List registered models with their champion and the challenger being deployed, if any.
+
+    \b
+    Example:
+      loopml models list
+    """
     registry = ctx.backend.registry
     rows = []
     for name in registry.models():
         champion = registry.champion(name)
         versions = registry.model_versions(name)
         rows.append(
-            [name, len(versions), f"v{champion.version}" if champion else "-", champion.since if champion else ""]
+            [
+                name,
+                len(versions),
+                f"v{champion.version}" if champion else "-",
+                champion.since if champion else "",
+                _deployment_cell(registry.deployment(name)),
+            ]
         )
-    _table(["model", "versions", "champion", "since"], rows)
+    _table(["model", "versions", "champion", "since", "challenger"], rows)
 
 
 @models.command("show")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print every version as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print every version, the champion and the deployment as JSON.")
 @pass_context
 def models_show(ctx: Context, name: str, as_json: bool) -> None:
-    """Show a model's versions: metrics, data, decision, and which one is champion.
+    """Show a model's versions: metrics, data, decision, which one is champion, and the deployment in progress.
 
     \b
     Example:
@@ -542,20 +569,30 @@ def models_show(ctx: Context, name: str, as_json: bool) -> None:
     if not versions:
         raise BackendError(f"model '{name}' has no versions")
     champion = registry.champion(name)
+    deployment = registry.deployment(name)
     if as_json:
         _print_json(
             {
                 "champion": champion.version if champion else None,
+                "deployment": deployment.model_dump(mode="json") if deployment else None,
                 "versions": [v.model_dump(mode="json") for v in versions],
             }
         )
         return
+
+    def role(version: int) -> str:
+        if champion and champion.version == version:
+            return "champion"
+        if deployment and deployment.version == version:
+            return f"challenger ({_deployment_cell(deployment).split(' ', 1)[1]})"
+        return ""
+
     _table(
         ["version", "", "dataset", "metrics", "decision"],
         [
             [
                 f"v{v.version}",
-                "champion" if champion and champion.version == v.version else "",
+                role(v.version),
                 f"v{v.dataset_version}",
                 ", ".join(f"{k} {val:.3f}" for k, val in v.metrics.items()),
                 v.decision,
@@ -564,21 +601,232 @@ def models_show(ctx: Context, name: str, as_json: bool) -> None:
         ],
         title=f"model {name}",
     )
+    if deployment is not None:
+        reason = f": {deployment.reason}" if deployment.reason else ""
+        terminal().print(
+            f"deployment: v{deployment.version} beside champion v{champion.version if champion else '-'}, "
+            f"{deployment.describe()}; since {deployment.since} by {deployment.by}{reason}"
+        )
+
+
+@models.command("deploy")
+@click.argument("name")
+@click.option("--version", "version", type=int, required=True, help="The version to deploy beside the champion.")
+@click.option(
+    "--canary",
+    type=click.IntRange(1, 99),
+    metavar="PCT",
+    help="Canary: the challenger answers PCT% of clients, each client always the same version.",
+)
+@click.option(
+    "--shadow",
+    is_flag=True,
+    help="Shadow: the champion answers every request; the challenger scores the same records off the response path.",
+)
+@click.option(
+    "--ab",
+    type=click.IntRange(1, 99),
+    metavar="PCT",
+    is_flag=False,
+    flag_value=50,
+    help="A/B test: a fixed split, PCT% of clients to the challenger (50 when given alone).",
+)
+@click.option("--reason", default="", help="Why, for the audit trail.")
+@pass_context
+def models_deploy(
+    ctx: Context, name: str, version: int, canary: int | None, shadow: bool, ab: int | None, reason: str
+) -> None:
+    """Deploy a version as the challenger beside the champion, or change the share of a deployment in progress.
+
+    Give exactly one mode. A client sending the `X-LoopML-Key` header is answered by the same version on every
+    request while the share stays the same; raising the share only moves clients from the champion to the
+    challenger. Every answer says its version in `X-Model-Version`. Warm containers pick the change up within
+    LOOPML_ALIAS_TTL_SECONDS (5 s). One deployment at a time: promote or roll back before deploying another version.
+
+    \b
+    Examples:
+      loopml models deploy churn --version 3 --canary 10 --reason "new features"
+      loopml models deploy churn --version 3 --canary 50      ramp the same canary up
+      loopml models deploy churn --version 3 --shadow
+      loopml models deploy churn --version 3 --ab             a 50/50 A/B test (--ab 20 for 20%)
+    """
+    chosen = [mode for mode, given in (("canary", canary), ("shadow", shadow or None), ("ab", ab)) if given]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --canary PCT, --shadow or --ab [PCT]")
+    mode = chosen[0]
+    weight = {"canary": canary, "shadow": None, "ab": ab}[mode]
+    registry = ctx.backend.registry
+    deployment, changed = registry.deploy(name, version, mode, weight, reason=reason or "deployed from the CLI")
+    champion = registry.champion(name)
+    verb = "deployed" if changed else "already deployed (unchanged)"
+    terminal().print(
+        f"{name}: v{deployment.version} {verb} beside champion v{champion.version if champion else '-'}: "
+        f"{deployment.describe()}"
+    )
+    terminal().print(
+        f"  next: `loopml models compare {name}` once labels arrive, then `loopml models promote {name}` "
+        f"or `loopml models rollback {name}`"
+    )
+
+
+@models.command("promote")
+@click.argument("name")
+@click.option("--reason", default="", help="Why, for the audit trail.")
+@pass_context
+def models_promote(ctx: Context, name: str, reason: str) -> None:
+    """Make the challenger of the deployment in progress the champion; the deployment ends.
+
+    The champion alias moves and the challenger alias goes in one transaction, with their audit records; warm
+    containers answer with the new champion within LOOPML_ALIAS_TTL_SECONDS (5 s).
+
+    \b
+    Example:
+      loopml models promote churn --reason "better F1 on 4,000 labels"
+    """
+    champion, ended = ctx.backend.registry.promote(name, reason=reason or "promoted from the CLI")
+    terminal().print(
+        f"{name}: v{champion.version} is champion now; its {ended.mode.value} deployment ended (it began {ended.since})"
+    )
 
 
 @models.command("rollback")
 @click.argument("name")
-@click.option("--to", "version", type=int, required=True, help="Version to make champion again.")
+@click.argument("version", type=int, required=False)
+@click.option("--to", "to", type=int, default=None, help="Same as VERSION (the older spelling).")
+@click.option("--reason", default="", help="Why, for the audit trail.")
 @pass_context
-def models_rollback(ctx: Context, name: str, version: int) -> None:
-    """Point the champion alias back at an earlier version (takes effect on the next request).
+def models_rollback(ctx: Context, name: str, version: int | None, to: int | None, reason: str) -> None:
+    """Roll back at once: end the deployment in progress, or point the champion at an earlier version.
+
+    Without VERSION, the challenger gets no more traffic and the champion is untouched (a deployment must be in
+    progress). With VERSION, the champion alias points at it again and any deployment ends in the same transaction,
+    so one known version answers everything. Warm containers follow within LOOPML_ALIAS_TTL_SECONDS (5 s).
 
     \b
-    Example:
-      loopml models rollback churn --to 1
+    Examples:
+      loopml models rollback churn          stop the canary, shadow or A/B test now
+      loopml models rollback churn 1        v1 is champion again (also: --to 1)
     """
-    champion = ctx.backend.registry.set_champion(name, version, reason="rollback from the CLI")
-    terminal().print(f"champion of {name} is now v{champion.version}")
+    if version is not None and to is not None and version != to:
+        raise click.UsageError(f"VERSION {version} and --to {to} disagree: give one")
+    target = version if version is not None else to
+    done = ctx.backend.registry.rollback(name, target, reason=reason or "rollback from the CLI")
+    ended = f"; the {done.ended.mode.value} of v{done.ended.version} ended" if done.ended else ""
+    if done.moved:
+        terminal().print(f"champion of {name} is now v{done.champion.version}{ended}")
+    else:
+        terminal().print(
+            f"{name}: the {done.ended.mode.value if done.ended else ''} deployment of "
+            f"v{done.ended.version if done.ended else '-'} ended; champion v{done.champion.version} answers all traffic"
+        )
+
+
+@models.command("compare")
+@click.argument("name")
+@click.option(
+    "--version",
+    "version",
+    type=int,
+    default=None,
+    help="Compare this version with the champion (default: the challenger of the deployment in progress).",
+)
+@click.option(
+    "--since",
+    default=None,
+    metavar="DATE",
+    help="Count labelled predictions from this day (default: the day the deployment began; else all).",
+)
+@click.option("--confidence", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@pass_context
+def models_compare(
+    ctx: Context, name: str, version: int | None, since: str | None, confidence: float, as_json: bool
+) -> None:
+    """Compare the challenger with the champion on live labels: metrics per variant with confidence intervals, the
+    difference in the contract's metric, and a verdict.
+
+    Uses the labelled predictions of each version (upload labels to labels/<model>/, docs/monitoring.md) from the
+    day the deployment began. The verdict is "challenger better", "champion better" or "no significant difference
+    yet" with an estimate of the labels still needed; it waits for monitoring.performance.min_labels labels per
+    variant. Intervals: Wilson (accuracy), bootstrap of the counts (F1, ROC AUC), normal (MAE, RMSE): see
+    docs/delivery.md. Exits 0 whatever the verdict.
+
+    \b
+    Examples:
+      loopml models compare churn
+      loopml models compare churn --json | jq -r .summary
+      loopml models compare churn --version 2 --since 2026-03-01
+    """
+    from loopml_core.comparison import compare, counts_since
+
+    registry = ctx.backend.registry
+    contract = registry.contract(name)
+    state = registry.serving_state(name)
+    deployment = state.deployment
+    if version is None:
+        if deployment is None:
+            raise click.UsageError(
+                f"'{name}' has no deployment in progress: give --version V to compare V with the champion"
+            )
+        version = deployment.version
+    registry.model_version(name, version)
+    if version == state.champion:
+        raise click.UsageError(f"v{version} is the champion: compare another version with it")
+    if since is None:
+        since = deployment.since if deployment is not None and deployment.version == version else ""
+    settings = contract.monitoring.performance
+    result = compare(
+        champion_version=state.champion,
+        champion_counts=counts_since(registry.performance(name, state.champion), since),
+        challenger_version=version,
+        challenger_counts=counts_since(registry.performance(name, version), since),
+        metric=contract.performance_metric,
+        confidence=confidence,
+        min_labels=settings.min_labels,
+    )
+    if as_json:
+        _print_json({"model": name, "since": since[:10] or None, **result.to_json()})
+        return
+    order = ("accuracy", "f1_macro", "roc_auc", "rmse", "mae")
+    present = {*result.champion.metrics, *result.challenger.metrics}
+    names = [m for m in order if m in present]
+
+    def cell(estimate: Any, signed: bool = False) -> str:
+        if estimate is None:
+            return "-"
+        form = "+.3f" if signed else ".3f"
+        text = format(estimate.value, form)
+        return text if estimate.low is None else f"{text} [{estimate.low:{form}}, {estimate.high:{form}}]"
+
+    champion_side, challenger_side = result.champion, result.challenger
+    window = f" since {since[:10]}" if since else ""
+    _table(
+        [
+            "metric",
+            f"champion v{champion_side.version}",
+            f"challenger v{challenger_side.version}",
+            "challenger - champion",
+        ],
+        [
+            ["labels", f"{champion_side.labels:,}", f"{challenger_side.labels:,}", ""],
+            *(
+                [
+                    f"{m} *" if m == result.metric else m,
+                    cell(champion_side.metrics.get(m)),
+                    cell(challenger_side.metrics.get(m)),
+                    cell(result.differences.get(m), signed=True),
+                ]
+                for m in names
+            ),
+        ],
+        title=f"{name}: live metrics{window} ({confidence:.0%} intervals)",
+    )
+    better = "higher" if result.higher_is_better else "lower"
+    terminal().print(f"* judged on {result.metric} ({better} is better)")
+    colour = {"challenger better": "green", "champion better": "red"}.get(result.verdict, "yellow")
+    terminal().print(f"verdict: [bold {colour}]{result.summary}[/]")
+    for note in result.notes:
+        terminal().print(f"  {note}")
 
 
 @cli.command()

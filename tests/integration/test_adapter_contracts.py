@@ -12,7 +12,7 @@ from moto import mock_aws
 from loopml_core.adapters.notifier import InMemoryNotifier, SnsNotifier
 from loopml_core.adapters.object_store import InMemoryObjectStore, S3ObjectStore
 from loopml_core.adapters.pipeline import InMemoryPipelineRunner, StepFunctionsRunner
-from loopml_core.adapters.table import DynamoTable, InMemoryTable, Put
+from loopml_core.adapters.table import Check, Delete, DynamoTable, InMemoryTable, Put
 from loopml_core.errors import ConflictError, NotFoundError
 
 BUCKET = "contract-bucket"
@@ -159,6 +159,79 @@ def test_table_queries_by_prefix_in_order(table):
     assert [i["sk"] for i in table.query("M", "V#")] == ["V#1", "V#2", "V#3"]
     assert [i["sk"] for i in table.query("M", "V#", newest_first=True, limit=1)] == ["V#3"]
     assert [i["sk"] for i in table.query("M")] == ["ALIAS#c", "V#1", "V#2", "V#3"]
+
+
+def test_table_transaction_deletes_under_a_condition(table):
+    table.transact([Put({"pk": "D", "sk": "alias", "revision": 1}), Put({"pk": "D", "sk": "other", "v": 1})])
+    with pytest.raises(ConflictError):
+        table.transact([Put({"pk": "D", "sk": "other", "v": 2}), Delete("D", "alias", {"revision": 2})])
+    assert table.get("D", "alias") is not None and table.get("D", "other")["v"] == 1  # nothing applied
+    table.transact([Put({"pk": "D", "sk": "other", "v": 2}), Delete("D", "alias", {"revision": 1})])
+    assert table.get("D", "alias") is None and table.get("D", "other")["v"] == 2
+    with pytest.raises(ConflictError):  # a conditional delete of a missing item fails, as DynamoDB's does
+        table.transact([Delete("D", "alias", {"revision": 1})])
+
+
+def test_table_check_guards_a_transaction_without_writing(table):
+    table.transact([Put({"pk": "C", "sk": "champion", "version": 1, "doc": "x"})])
+    with pytest.raises(ConflictError):
+        table.transact([Put({"pk": "C", "sk": "challenger", "version": 3}), Check("C", "champion", {"version": 2})])
+    assert table.get("C", "challenger") is None
+    with pytest.raises(ConflictError):
+        table.transact([Put({"pk": "C", "sk": "challenger", "version": 3}), Check("C", "missing", {"version": 1})])
+    table.transact([Put({"pk": "C", "sk": "challenger", "version": 3}), Check("C", "champion", {"version": 1})])
+    assert table.get("C", "challenger")["version"] == 3
+    assert table.get("C", "champion") == {"pk": "C", "sk": "champion", "version": 1, "doc": "x"}  # untouched
+
+
+def test_table_transaction_touches_each_item_once(table):
+    with pytest.raises((ValueError, ClientError)):
+        table.transact([Put({"pk": "O", "sk": "a", "v": 1}), Check("O", "a", {"v": 1})])
+    assert table.get("O", "a") is None
+
+
+def test_registry_deployments_on_the_table(table):
+    """Deploy, ramp, serve, promote and roll back through the registry on either table."""
+    from loopml_core.contract import load_contract
+    from loopml_core.models import ModelVersion, ObjectRef
+    from loopml_core.registry import Registry
+
+    registry = Registry(table, actor="contract")
+    registry.declare_dataset(
+        load_contract("name: churn\ntask: classification\ntarget: y\nfeatures: [{name: x, type: float}]\n")
+    )
+    ref = ObjectRef(bucket="a", key="m", version_id="1")
+    for run in ("r1", "r2", "r3"):
+        registry.register_model_version(
+            "churn",
+            run,
+            lambda n, run=run: ModelVersion(
+                model="churn",
+                version=n,
+                task="classification",
+                dataset_version=1,
+                execution=run,
+                artifact=ref,
+                baseline=ref,
+                metrics={},
+                code_version="t",
+                promoted=False,
+                decision="t",
+                created_at="t",
+            ),
+            promote=run == "r1",
+            trigger="upload",
+        )
+    registry.deploy("churn", 2, "canary", 10)
+    registry.deploy("churn", 2, "canary", 40)
+    state = registry.serving_state("churn")
+    assert (state.champion, state.deployment.version, state.deployment.weight) == (1, 2, 40)
+    registry.promote("churn")
+    assert registry.serving_state("churn").champion == 2 and registry.deployment("churn") is None
+    registry.deploy("churn", 3, "shadow")
+    assert registry.rollback("churn").ended.version == 3
+    assert registry.serving_state("churn").deployment is None
+    assert registry.verify_audit().ok
 
 
 @pytest.fixture(params=["fake", "stepfunctions"])

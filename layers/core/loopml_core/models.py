@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from loopml_core.uploads import source_id
 
 CHAMPION = "champion"
+CHALLENGER = "challenger"
 
 
 class ObjectRef(BaseModel):
@@ -122,6 +123,51 @@ class Champion(BaseModel):
     model: str
     version: int
     since: str
+
+
+class DeliveryMode(StrEnum):
+    """How a challenger version gets traffic beside the champion (docs/delivery.md)."""
+
+    CANARY = "canary"  # a weighted share of clients is answered by the challenger, sticky per client key
+    SHADOW = "shadow"  # the champion answers every request; the challenger scores the same records off the answer
+    AB = "ab"  # a fixed split for an experiment, sticky per client key, compared per variant
+
+
+class Deployment(BaseModel):
+    """A challenger in progress: the `challenger` alias item, which also says how it gets traffic.
+
+    `weight` is the percent of traffic the challenger answers (canary, ab); shadow has none: the champion answers all
+    of it. `since` is when this challenger's deployment began (comparisons count labels from that day);
+    `changed_at` when its mode or weight last changed.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    version: int
+    mode: DeliveryMode
+    weight: int | None = None
+    since: str
+    changed_at: str
+    by: str
+    reason: str
+
+    def describe(self) -> str:
+        """One line for people: `canary, 10% of traffic, sticky per client key`."""
+        if self.mode is DeliveryMode.SHADOW:
+            return "shadow, the champion answers and the challenger scores every request off the response path"
+        kind = "canary" if self.mode is DeliveryMode.CANARY else "A/B test"
+        return f"{kind}, {self.weight}% of traffic, sticky per client key"
+
+
+class ServingState(BaseModel):
+    """What the predict path needs to route a request, read in one registry call (`Registry.serving_state`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    champion: int
+    deployment: Deployment | None = None
 
 
 class AuditRecord(BaseModel):

@@ -4,6 +4,12 @@ Plain Python over the `Table` adapter. Every state change is written in one tran
 record(s) and the audit head, so a change without its audit record (or the reverse) cannot exist. Each audit record
 carries the hash of the one before it; `verify_audit` recomputes the chain and finds edited, inserted or deleted
 records.
+
+Aliases live under the model's partition as `ALIAS#<name>` items, each with a numeric `version` attribute and a
+document holding at least `model`, `version` and `since`. `champion` is the version that answers; `challenger`, while
+a deployment is in progress, is the version that gets traffic beside it, and its document is the `Deployment` (mode,
+weight, who, why). So one Query on the model's `ALIAS#` items (`serving_state`) tells the predict path everything it
+routes on.
 """
 
 from __future__ import annotations
@@ -11,25 +17,29 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from loopml_core.adapters.table import MAX_TRANSACTION_ITEMS, Item, Put, Table
+from loopml_core.adapters.table import MAX_TRANSACTION_ITEMS, Check, Delete, Item, Put, Table, Write
 from loopml_core.clock import iso
 from loopml_core.contract import DatasetContract
 from loopml_core.errors import ConflictError, NotFoundError
 from loopml_core.models import (
+    CHALLENGER,
     CHAMPION,
     Alert,
     AuditRecord,
     Champion,
     Dataset,
     DatasetVersion,
+    DeliveryMode,
+    Deployment,
     ModelVersion,
     MonitorState,
     PipelineRun,
     RunStatus,
+    ServingState,
     UploadOutcome,
     UploadStatus,
 )
@@ -47,6 +57,8 @@ COMMIT_ATTEMPTS = 5
 MONITOR_SK = "MONITOR"
 TRANSACTION_ROOM = MAX_TRANSACTION_ITEMS - 10  # writes of a change besides its outcome, audit records and head
 OUTBOX_PK = "OUTBOX"
+ALIAS_PREFIX = "ALIAS#"
+AB_DEFAULT_WEIGHT = 50
 
 
 def _dataset_pk(name: str) -> str:
@@ -59,6 +71,14 @@ def _model_pk(name: str) -> str:
 
 def _version_sk(version: int) -> str:
     return f"V#{version:08d}"
+
+
+def _alias_sk(name: str) -> str:
+    return f"{ALIAS_PREFIX}{name}"
+
+
+def _alias_subject(model: str, name: str) -> str:
+    return f"model/{model}/alias/{name}"
 
 
 def _performance_pk(model: str, version: int) -> str:
@@ -120,6 +140,44 @@ class AuditVerification:
     problems: list[str]
 
 
+@dataclass(frozen=True)
+class Rollback:
+    """What a rollback did: the champion after it, and the deployment it ended (if one was in progress)."""
+
+    champion: Champion
+    ended: Deployment | None
+    moved: bool  # whether the champion alias moved
+
+
+def deployment_weight(mode: DeliveryMode, weight: int | None) -> int | None:
+    """The weight a deployment in `mode` runs with, or ValueError saying what is wrong with `weight`.
+
+    Canary needs one; A/B defaults to an even split; shadow takes none (the champion answers everything). A weight
+    is a whole percent of traffic from 1 to 99: 0 would be no deployment, 100 a promotion.
+    """
+    if mode is DeliveryMode.SHADOW:
+        if weight is not None:
+            raise ValueError("shadow takes no weight: the champion answers every request and the challenger scores all")
+        return None
+    if weight is None:
+        if mode is DeliveryMode.AB:
+            return AB_DEFAULT_WEIGHT
+        raise ValueError("a canary needs a weight: the percent of traffic the challenger answers, from 1 to 99")
+    if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 99:
+        raise ValueError(
+            f"the weight must be a whole percent from 1 to 99, got {weight!r} (0 is no deployment, 100 a promotion)"
+        )
+    return weight
+
+
+def _delivery_mode(mode: DeliveryMode | str) -> DeliveryMode:
+    try:
+        return DeliveryMode(mode)
+    except ValueError:
+        known = ", ".join(m.value for m in DeliveryMode)
+        raise ValueError(f"unknown delivery mode {mode!r}: one of {known}") from None
+
+
 class Registry:
     def __init__(self, table: Table, actor: str = "loopml") -> None:
         self.table = table
@@ -127,7 +185,7 @@ class Registry:
 
     # -- the one write path -------------------------------------------------------------------------------------
 
-    def _commit(self, puts: list[Put], events: list[Event]) -> list[AuditRecord]:
+    def _commit(self, puts: Sequence[Write], events: list[Event]) -> list[AuditRecord]:
         """Write `puts` and an audit record per event in one transaction, retrying when another writer got the head."""
         for _ in range(COMMIT_ATTEMPTS):
             head = self.table.get(AUDIT_PK, AUDIT_HEAD_SK)
@@ -160,10 +218,10 @@ class Registry:
                     raise
         raise ConflictError("the audit trail is busy; try again")
 
-    def _domain_conflict(self, puts: list[Put]) -> bool:
+    def _domain_conflict(self, puts: Sequence[Write]) -> bool:
         """True when the conflict is in the change itself (not just a race on the audit head)."""
         for put in puts:
-            current = self.table.get(str(put.item["pk"]), str(put.item["sk"]))
+            current = self.table.get(*put.key)
             if put.if_absent and current is not None:
                 return True
             if put.if_equals and (current is None or any(current.get(k) != v for k, v in put.if_equals.items())):
@@ -442,7 +500,7 @@ class Registry:
                 previous = self.champion(name)
                 alias_item = _doc_item(
                     _model_pk(name),
-                    f"ALIAS#{CHAMPION}",
+                    _alias_sk(CHAMPION),
                     Champion(model=name, version=number, since=record.created_at).model_dump(),
                     version=number,
                 )
@@ -454,7 +512,7 @@ class Registry:
                 events.append(
                     Event(
                         "model.alias.moved",
-                        f"model/{name}/alias/{CHAMPION}",
+                        _alias_subject(name, CHAMPION),
                         {"from": previous.version if previous else None, "to": number, "reason": record.decision},
                     )
                 )
@@ -506,32 +564,272 @@ class Registry:
         return [str(item["sk"]) for item in self.table.query(MODELS_INDEX_PK)]
 
     def champion(self, model: str) -> Champion | None:
-        item = self.table.get(_model_pk(model), f"ALIAS#{CHAMPION}")
+        item = self.table.get(_model_pk(model), _alias_sk(CHAMPION))
         return Champion(**_doc(item)) if item else None
 
     def champion_version(self, model: str) -> ModelVersion:
         """The champion's model version. Raises NotFoundError for an unknown model or one with no champion yet."""
         champion = self.champion(model)
         if champion is None:
-            if self.table.get(_model_pk(model), "META") is None:
-                raise NotFoundError(f"model '{model}' does not exist")
-            raise NotFoundError(f"model '{model}' has no champion yet")
+            raise self._no_champion(model)
         return self.model_version(model, champion.version)
 
+    def _no_champion(self, model: str) -> NotFoundError:
+        if self.table.get(_model_pk(model), "META") is None:
+            return NotFoundError(f"model '{model}' does not exist")
+        return NotFoundError(f"model '{model}' has no champion yet")
+
     def set_champion(self, model: str, version: int, reason: str) -> Champion:
-        """Point `champion` at an existing version (a rollback or a manual promotion), audited."""
+        """Point `champion` at an existing version (a rollback or a manual promotion), audited.
+
+        A deployment in progress ends in the same transaction: after a rollback one known version answers everything
+        (and the challenger could not stay the champion's challenger if it became the champion).
+        """
+        return self._move_champion(model, version, reason)[0]
+
+    def _move_champion(self, model: str, version: int, reason: str) -> tuple[Champion, Deployment | None]:
         target = self.model_version(model, version)
-        previous = self.champion(model)
+        champion_item, challenger_item = self._alias_items(model)
+        previous = int(champion_item["version"]) if champion_item else None
         champion = Champion(model=model, version=target.version, since=iso())
-        alias_item = _doc_item(_model_pk(model), f"ALIAS#{CHAMPION}", champion.model_dump(), version=version)
-        put = Put(alias_item, if_equals={"version": previous.version}) if previous else Put(alias_item, if_absent=True)
-        event = Event(
-            "model.alias.moved",
-            f"model/{model}/alias/{CHAMPION}",
-            {"from": previous.version if previous else None, "to": version, "reason": reason},
+        alias_item = _doc_item(_model_pk(model), _alias_sk(CHAMPION), champion.model_dump(), version=version)
+        if previous is None:
+            puts: list[Write] = [Put(alias_item, if_absent=True)]
+        else:
+            puts = [Put(alias_item, if_equals={"version": previous})]
+        events = [
+            Event(
+                "model.alias.moved",
+                _alias_subject(model, CHAMPION),
+                {"from": previous, "to": version, "reason": reason},
+            )
+        ]
+        ended = None
+        if challenger_item is not None:
+            ended = Deployment(**_doc(challenger_item))
+            puts.append(self._end(challenger_item))
+            events.append(self._ended_event(ended, previous, f"champion set to v{version}: {reason}"))
+        self._commit(puts, events)
+        return champion, ended
+
+    # -- progressive delivery -------------------------------------------------------------------------------------
+
+    def _alias_items(self, model: str) -> tuple[Item | None, Item | None]:
+        """The champion's and the challenger's alias items, in one Query on the model's `ALIAS#` items."""
+        champion = challenger = None
+        for item in self.table.query(_model_pk(model), ALIAS_PREFIX):
+            if item["sk"] == _alias_sk(CHAMPION):
+                champion = item
+            elif item["sk"] == _alias_sk(CHALLENGER):
+                challenger = item
+        return champion, challenger
+
+    def serving_state(self, model: str) -> ServingState:
+        """The champion version and the deployment in progress (or None): what the predict path routes on.
+
+        One DynamoDB Query (the model's `ALIAS#` items, a few hundred bytes: one read unit), so a container that
+        refreshes it every few seconds makes the same single call it made for the champion alone. Raises
+        NotFoundError for an unknown model or one with no champion yet (that path alone reads once more, to say
+        which).
+        """
+        champion, challenger = self._alias_items(model)
+        if champion is None:
+            raise self._no_champion(model)
+        deployment = Deployment(**_doc(challenger)) if challenger is not None else None
+        return ServingState(model=model, champion=int(champion["version"]), deployment=deployment)
+
+    def deployment(self, model: str) -> Deployment | None:
+        """The deployment in progress, if any."""
+        item = self.table.get(_model_pk(model), _alias_sk(CHALLENGER))
+        return Deployment(**_doc(item)) if item else None
+
+    def deploy(
+        self, model: str, version: int, mode: DeliveryMode | str, weight: int | None = None, reason: str = ""
+    ) -> tuple[Deployment, bool]:
+        """Deploy `version` as the challenger beside the champion, or change the mode or weight of its deployment.
+
+        Returns (deployment, changed). The same call again changes nothing and writes no audit record (a retried
+        command is harmless). Raises ValueError for a bad mode or weight, NotFoundError for an unknown version or a
+        model without a champion, ValueError when `version` is the champion, and ConflictError while another
+        version's deployment is in progress (promote it or roll it back first), or when the aliases changed between
+        the read and the write (nothing is written then). The challenger alias, its audit record and a check that
+        the champion is still the one validated against are one transaction.
+        """
+        mode = _delivery_mode(mode)
+        weight = deployment_weight(mode, weight)
+        self.model_version(model, version)
+        champion_item, challenger_item = self._alias_items(model)
+        if champion_item is None:
+            raise self._no_champion(model)
+        champion = int(champion_item["version"])
+        if version == champion:
+            raise ValueError(f"v{version} is already the champion of '{model}': deploy another version beside it")
+        current = Deployment(**_doc(challenger_item)) if challenger_item is not None else None
+        if current is not None and current.version != version:
+            raise ConflictError(
+                f"v{current.version} of '{model}' is deployed already ({current.describe()}): promote it or "
+                f"roll it back before deploying v{version}"
+            )
+        if current is not None and (current.mode, current.weight) == (mode, weight):
+            return current, False
+        now = iso()
+        deployment = Deployment(
+            model=model,
+            version=version,
+            mode=mode,
+            weight=weight,
+            since=current.since if current else now,
+            changed_at=now,
+            by=self.actor,
+            reason=reason,
         )
-        self._commit([put], [event])
-        return champion
+        context = {"champion": champion, "reason": reason}
+        if current is None:
+            guard = Put(self._challenger_item(deployment), if_absent=True)
+            action, details = "started", {"version": version, "mode": mode.value, "weight": weight, **context}
+        else:
+            assert challenger_item is not None
+            guard = Put(self._challenger_item(deployment), if_equals=self._unchanged(challenger_item))
+            action, details = (
+                "changed",
+                {
+                    "version": version,
+                    "from": {"mode": current.mode.value, "weight": current.weight},
+                    "to": {"mode": mode.value, "weight": weight},
+                    **context,
+                },
+            )
+        event = Event(f"model.deployment.{action}", _alias_subject(model, CHALLENGER), details)
+        check = Check(_model_pk(model), _alias_sk(CHAMPION), {"version": champion})
+        try:
+            self._commit([guard, check], [event])
+        except ConflictError as error:
+            # Not retried on purpose: a ramp must not revive a deployment that a rollback ended meanwhile.
+            raise ConflictError(
+                f"the aliases of '{model}' changed while deploying v{version}; nothing was deployed: look again with "
+                f"`loopml models show {model}`"
+            ) from error
+        return deployment, True
+
+    def promote(self, model: str, reason: str = "") -> tuple[Champion, Deployment]:
+        """Make the challenger the champion and end its deployment, in one transaction with their audit records.
+
+        Returns (new champion, the deployment that ended). Raises NotFoundError when no deployment is in progress
+        (a retried promotion that went through finds none, and says which version is champion), and ConflictError
+        when the deployment changed between the read and the write: it promotes only the deployment it read.
+        """
+        champion_item, challenger_item = self._alias_items(model)
+        if champion_item is None:
+            raise self._no_champion(model)
+        previous = int(champion_item["version"])
+        if challenger_item is None:
+            raise NotFoundError(
+                f"'{model}' has no deployment in progress to promote (v{previous} is champion); deploy a "
+                f"challenger first with `loopml models deploy {model} --version V --canary 10`"
+            )
+        deployment = Deployment(**_doc(challenger_item))
+        champion = Champion(model=model, version=deployment.version, since=iso())
+        alias_item = _doc_item(_model_pk(model), _alias_sk(CHAMPION), champion.model_dump(), version=champion.version)
+        why = reason or f"promoted after {deployment.mode.value}"
+        events = [
+            Event(
+                "model.alias.moved",
+                _alias_subject(model, CHAMPION),
+                {"from": previous, "to": deployment.version, "reason": why},
+            ),
+            Event(
+                "model.deployment.promoted",
+                _alias_subject(model, CHALLENGER),
+                self._deployment_details(deployment, previous, why),
+            ),
+        ]
+        try:
+            self._commit([Put(alias_item, if_equals={"version": previous}), self._end(challenger_item)], events)
+        except ConflictError as error:
+            raise ConflictError(
+                f"the aliases of '{model}' changed while promoting v{deployment.version}; nothing was promoted: look "
+                f"again with `loopml models show {model}`"
+            ) from error
+        return champion, deployment
+
+    def end_deployment(self, model: str, reason: str = "") -> Deployment | None:
+        """Stop sending traffic to the challenger: its alias goes, the champion is untouched. Returns the deployment
+        that ended, or None when none was in progress (so a retried rollback is harmless). Ends only the deployment
+        it read: if another began meanwhile, ConflictError."""
+        champion_item, challenger_item = self._alias_items(model)
+        if champion_item is None and challenger_item is None:
+            raise self._no_champion(model)
+        if challenger_item is None:
+            return None
+        deployment = Deployment(**_doc(challenger_item))
+        champion = int(champion_item["version"]) if champion_item else None
+        try:
+            self._commit([self._end(challenger_item)], [self._ended_event(deployment, champion, reason)])
+        except ConflictError as error:
+            now = self.deployment(model)
+            if now is None:
+                return None  # ended by someone else meanwhile, with its own audit record: what was asked is done
+            raise ConflictError(
+                f"the deployment of '{model}' changed while ending it (now v{now.version}, {now.describe()}); "
+                "nothing was ended: look again"
+            ) from error
+        return deployment
+
+    def rollback(self, model: str, version: int | None = None, reason: str = "") -> Rollback:
+        """Undo, at once: with `version`, point the champion at it (ending any deployment in the same transaction);
+        without, end the deployment in progress, leaving the champion where it is. NotFoundError when there is no
+        deployment to end and no version was named."""
+        if version is not None:
+            champion, ended = self._move_champion(model, version, reason or "rollback")
+            return Rollback(champion=champion, ended=ended, moved=True)
+        ended = self.end_deployment(model, reason or "rollback")
+        now = self.champion(model)
+        if ended is None or now is None:
+            current = f" (v{now.version} is champion and answers all traffic)" if now else ""
+            raise NotFoundError(
+                f"'{model}' has no deployment in progress{current}: name the version to make champion, e.g. "
+                f"`loopml models rollback {model} 1`"
+            )
+        return Rollback(champion=now, ended=ended, moved=False)
+
+    @staticmethod
+    def _challenger_item(deployment: Deployment) -> Item:
+        return _doc_item(
+            _model_pk(deployment.model),
+            _alias_sk(CHALLENGER),
+            deployment.model_dump(mode="json"),
+            version=deployment.version,
+        )
+
+    @staticmethod
+    def _unchanged(challenger_item: Item) -> dict[str, str | int]:
+        """The condition that the challenger alias is still the very one read. Its whole document, not a counter:
+        a deployment that ended and a new one that began meanwhile must not pass for the one read (its `since` and
+        `changed_at` differ)."""
+        return {"doc": challenger_item["doc"]}
+
+    @classmethod
+    def _end(cls, challenger_item: Item) -> Delete:
+        """Remove the challenger alias, provided it is still the one read."""
+        return Delete(str(challenger_item["pk"]), str(challenger_item["sk"]), cls._unchanged(challenger_item))
+
+    @staticmethod
+    def _deployment_details(deployment: Deployment, champion: int | None, reason: str) -> dict[str, Any]:
+        return {
+            "version": deployment.version,
+            "mode": deployment.mode.value,
+            "weight": deployment.weight,
+            "since": deployment.since,
+            "champion": champion,
+            "reason": reason,
+        }
+
+    def _ended_event(self, deployment: Deployment, champion: int | None, reason: str) -> Event:
+        return Event(
+            "model.deployment.ended",
+            _alias_subject(deployment.model, CHALLENGER),
+            self._deployment_details(deployment, champion, reason),
+        )
 
     # -- monitoring -----------------------------------------------------------------------------------------------
 

@@ -1,15 +1,17 @@
 """A key-value table (DynamoDB) with the one write LoopML needs: an all-or-nothing conditional transaction.
 
 Items are flat dicts of strings and integers keyed by `pk` and `sk`; richer payloads are stored as JSON text by the
-registry, so no float/Decimal conversion leaks into the logic.
+registry, so no float/Decimal conversion leaks into the logic. A transaction puts items, deletes items and checks
+items it does not write (DynamoDB's Put, Delete and ConditionCheck), each under its own condition.
 """
 
 from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from loopml_core.errors import ConflictError
 
@@ -24,6 +26,46 @@ class Put:
     item: Item
     if_absent: bool = False
     if_equals: dict[str, str | int] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return str(self.item["pk"]), str(self.item["sk"])
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Remove the item at (pk, sk); with `if_equals`, only if it exists with these attribute values."""
+
+    pk: str
+    sk: str
+    if_equals: dict[str, str | int] = field(default_factory=dict)
+    if_absent: ClassVar[bool] = False  # conditions on attribute values only
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.pk, self.sk
+
+
+@dataclass(frozen=True)
+class Check:
+    """Write nothing, but cancel the transaction unless the item at (pk, sk) exists with these attribute values:
+    a change that depends on an item it does not write (e.g. a deployment on the champion it was validated against)."""
+
+    pk: str
+    sk: str
+    if_equals: dict[str, str | int]
+    if_absent: ClassVar[bool] = False  # conditions on attribute values only
+
+    def __post_init__(self) -> None:
+        if not self.if_equals:
+            raise ValueError("a check needs a condition")
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.pk, self.sk
+
+
+Write = Put | Delete | Check
 
 
 class Table(ABC):
@@ -40,8 +82,9 @@ class Table(ABC):
         """Items under `pk` whose sort key starts with `sk_prefix`, in sort-key order."""
 
     @abstractmethod
-    def transact(self, puts: list[Put]) -> None:
-        """Apply every put (at most MAX_TRANSACTION_ITEMS) or none. Raises ConflictError when any condition fails."""
+    def transact(self, puts: Sequence[Write]) -> None:
+        """Apply every write (at most MAX_TRANSACTION_ITEMS, each item at most once) or none. Raises ConflictError
+        when any condition fails."""
 
     @abstractmethod
     def delete(self, pk: str, sk: str) -> None:
@@ -52,7 +95,7 @@ class Table(ABC):
         """Overwrite an item. Reserved for tests and operators tampering on purpose (e.g. audit verify demos)."""
 
 
-def _condition(put: Put) -> tuple[str | None, dict[str, str], dict[str, Any]]:
+def _condition(put: Write) -> tuple[str | None, dict[str, str], dict[str, Any]]:
     if put.if_absent:
         return "attribute_not_exists(pk)", {}, {}
     if put.if_equals:
@@ -123,13 +166,14 @@ class DynamoTable(Table):
                 return items
             kwargs["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
 
-    def transact(self, puts: list[Put]) -> None:
+    def transact(self, puts: Sequence[Write]) -> None:
         requests = []
         for put in puts:
-            request: dict[str, Any] = {
-                "TableName": self.table_name,
-                "Item": {name: _to_dynamo(value) for name, value in put.item.items()},
-            }
+            request: dict[str, Any] = {"TableName": self.table_name}
+            if isinstance(put, Put):
+                request["Item"] = {name: _to_dynamo(value) for name, value in put.item.items()}
+            else:
+                request["Key"] = {"pk": {"S": put.pk}, "sk": {"S": put.sk}}
             expression, names, values = _condition(put)
             if expression:
                 request["ConditionExpression"] = expression
@@ -137,7 +181,8 @@ class DynamoTable(Table):
                 request["ExpressionAttributeNames"] = names
             if values:
                 request["ExpressionAttributeValues"] = values
-            requests.append({"Put": request})
+            operation = "Put" if isinstance(put, Put) else "Delete" if isinstance(put, Delete) else "ConditionCheck"
+            requests.append({operation: request})
         try:
             self.client.transact_write_items(TransactItems=requests)
         except self.client.exceptions.TransactionCanceledException as error:
@@ -165,20 +210,24 @@ class InMemoryTable(Table):
         keys = sorted((k for k in self._items if k[0] == pk and k[1].startswith(sk_prefix)), reverse=newest_first)
         return [copy.deepcopy(self._items[k]) for k in keys[:limit]]
 
-    def transact(self, puts: list[Put]) -> None:
+    def transact(self, puts: Sequence[Write]) -> None:
         if len(puts) > MAX_TRANSACTION_ITEMS:
             raise ValueError(f"a transaction takes at most {MAX_TRANSACTION_ITEMS} writes")  # as DynamoDB's
-        if len({(p.item["pk"], p.item["sk"]) for p in puts}) != len(puts):
+        if len({p.key for p in puts}) != len(puts):
             raise ValueError("a transaction may write each item only once")  # DynamoDB rejects this too
         for put in puts:
-            current = self._items.get((str(put.item["pk"]), str(put.item["sk"])))
+            pk, sk = put.key
+            current = self._items.get((pk, sk))
             if put.if_absent and current is not None:
-                raise ConflictError(f"transaction cancelled: {put.item['pk']}/{put.item['sk']} exists")
+                raise ConflictError(f"transaction cancelled: {pk}/{sk} exists")
             for name, expected in put.if_equals.items():
                 if current is None or current.get(name) != expected:
-                    raise ConflictError(f"transaction cancelled: {put.item['pk']}/{put.item['sk']} {name} changed")
+                    raise ConflictError(f"transaction cancelled: {pk}/{sk} {name} changed")
         for put in puts:
-            self._items[(str(put.item["pk"]), str(put.item["sk"]))] = copy.deepcopy(put.item)
+            if isinstance(put, Put):
+                self._items[put.key] = copy.deepcopy(put.item)
+            elif isinstance(put, Delete):
+                self._items.pop(put.key, None)
 
     def delete(self, pk: str, sk: str) -> None:
         self._items.pop((pk, sk), None)
