@@ -10,12 +10,14 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from infra import declaration as decl
 from infra.cli.errors import BackendError
+from infra.keys import LOCAL_KEY_NAME, USAGE_FILE, ApiGatewayKeys, ApiKey, Usage, usage_from_record
 from loopml_core.adapters.object_store import S3ObjectStore, StoredObject
 from loopml_core.adapters.pipeline import StepFunctionsRunner
 from loopml_core.adapters.table import DynamoTable
@@ -49,12 +51,20 @@ class Backend:
     names: decl.Names
     # The deployed API uses IAM authorization: requests are SigV4-signed with the caller's AWS credentials.
     sign_requests: bool = False
+    # The API key sent in the x-api-key header (--api-key, LOOPML_API_KEY). Without one, a local cloud's default
+    # key is used; the deployed API has no default: each client uses its own (`loopml keys create`).
+    api_key: str | None = None
+    # The running `loopml local up`'s state directory, where its gateway writes what each key used.
+    local_state: Path | None = None
 
     @classmethod
-    def resolve(cls, endpoint_url: str | None = None, api_url: str | None = None) -> Backend:
+    def resolve(
+        cls, endpoint_url: str | None = None, api_url: str | None = None, api_key: str | None = None
+    ) -> Backend:
         """Explicit flags first, then a running `loopml local up`, then the AWS account in the environment."""
         endpoint_url = endpoint_url or os.environ.get("LOOPML_ENDPOINT_URL")
         api_url = api_url or os.environ.get("LOOPML_API_URL")
+        api_key = api_key or os.environ.get("LOOPML_API_KEY") or None
         local = read_local_info()
         if endpoint_url is None and local is not None:
             _use_local_credentials()
@@ -64,6 +74,8 @@ class Backend:
                 api_url or local["api_url"],
                 local.get("ca_cert"),
                 decl.Names(local["account"], local["region"]),
+                api_key=api_key,
+                local_state=state_dir(),
             )
         import boto3
 
@@ -79,7 +91,15 @@ class Backend:
             raise BackendError(
                 f"no local cloud is running (start one with `loopml local up`) and no AWS credentials work: {error}"
             ) from error
-        return cls(region, endpoint_url, api_url, None, decl.Names(account, region), sign_requests=not endpoint_url)
+        return cls(
+            region,
+            endpoint_url,
+            api_url,
+            None,
+            decl.Names(account, region),
+            sign_requests=not endpoint_url,
+            api_key=api_key,
+        )
 
     def client(self, service: str) -> Any:
         import boto3
@@ -97,6 +117,36 @@ class Backend:
     @cached_property
     def pipeline(self) -> StepFunctionsRunner:
         return StepFunctionsRunner(self.names.state_machine_arn(), self.client("stepfunctions"))
+
+    @cached_property
+    def keys(self) -> ApiGatewayKeys:
+        """The inference API's keys and their usage plans (`loopml keys`)."""
+        return ApiGatewayKeys(self.client("apigateway"))
+
+    def key_usage(self, key: ApiKey, now: datetime) -> Usage | None:
+        """What a key used in its quota period: from API Gateway's usage on AWS; locally, from what the running
+        gateway counted (moto keeps no usage). None when neither says."""
+        if self.local_state is not None:
+            try:
+                counted = json.loads((self.local_state / USAGE_FILE).read_text())
+            except (OSError, ValueError):
+                counted = {}
+            return usage_from_record(counted.get(key.id), key, now)
+        return self.keys.usage(key, now)
+
+    @cached_property
+    def request_key(self) -> str | None:
+        """The API key requests carry: the one given, else a local cloud's default key; on AWS one must be given."""
+        if self.api_key:
+            return self.api_key
+        if not decl.API.api_key_required:
+            return None
+        if self.endpoint_url is not None:  # a local cloud: its default key, read back from its REST API
+            return self.keys.get(LOCAL_KEY_NAME, include_value=True).value
+        raise BackendError(
+            "the inference API requires an API key: create one with `loopml keys create NAME` and pass its value "
+            "with --api-key or LOOPML_API_KEY"
+        )
 
     def upload_file(self, path: Path, key: str, on_progress: Callable[[int], None] | None = None) -> StoredObject:
         """Upload a file to the data bucket as `aws s3 cp` does (in parts above 8 MB), streaming it from disk.
@@ -139,11 +189,18 @@ class Backend:
 
     def http(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, str], Any]:
         url = self.api() + path
-        headers = _sigv4_headers(method, url, body, self.region) if self.sign_requests else None
+        headers = {"Content-Type": "application/json"}
+        if (key := self.request_key) is not None:
+            headers[decl.API.api_key_header] = key
+        if self.sign_requests:
+            headers = _sigv4_headers(method, url, body, self.region, headers)
         return http_json(method, url, body, self.ca_cert, headers)
 
 
-def _sigv4_headers(method: str, url: str, body: Any, region: str) -> dict[str, str]:
+def _sigv4_headers(
+    method: str, url: str, body: Any, region: str, headers: dict[str, str] | None = None
+) -> dict[str, str]:
+    """`headers` (JSON by default) with a SigV4 signature for execute-api over them and the body."""
     import boto3
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
@@ -152,7 +209,9 @@ def _sigv4_headers(method: str, url: str, body: Any, region: str) -> dict[str, s
     if credentials is None:
         raise BackendError("the deployed API needs AWS credentials to sign requests (IAM authorization)")
     data = json.dumps(body).encode() if body is not None else None
-    request = AWSRequest(method=method, url=url, data=data, headers={"Content-Type": "application/json"})
+    request = AWSRequest(
+        method=method, url=url, data=data, headers=dict(headers or {"Content-Type": "application/json"})
+    )
     SigV4Auth(credentials.get_frozen_credentials(), "execute-api", region).add_auth(request)
     return dict(request.headers.items())
 

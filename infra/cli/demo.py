@@ -22,6 +22,7 @@ from rich.table import Table
 from infra import declaration as decl
 from infra.cli.backend import http_json, upload_and_wait
 from infra.demo import data
+from infra.keys import LOCAL_KEY_NAME
 from infra.local.api_gateway import ApiServer
 from infra.local.cloud import LocalCloud
 from loopml_core.adapters.object_store import S3ObjectStore
@@ -130,12 +131,21 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
 
         server = ApiServer(cloud, port=0, tls=True).start()
         ca = str(server.cert_path)
+        # Every request carries an API key, as on AWS: the local cloud's default key (`loopml keys` makes others).
+        key_header = {"Content-Type": "application/json", decl.API.api_key_header: server.gateway.default_key or ""}
+
+        def predict(records: list[dict[str, Any]]) -> tuple[int, dict[str, str], Any]:
+            return http_json("POST", f"{server.url}/v1/models/churn/predict", {"records": records}, ca, key_header)
+
         try:
             with say.stage(f"Predictions over HTTPS ({server.url})"):
                 sample = data.requests_for(data.customers(3, seed=5))
-                status_code, headers, body = http_json(
+                status_code, _, body = http_json(
                     "POST", f"{server.url}/v1/models/churn/predict", {"records": sample}, ca
                 )
+                say.check(status_code == 403, f"a request without an API key returned {status_code}")
+                say.say(f"without an API key: {status_code} {body['message']}; with the {LOCAL_KEY_NAME} key:")
+                status_code, headers, body = predict(sample)
                 say.check(status_code == 200, f"predict returned {status_code}: {body}")
                 say.say(f"200, X-Model-Version: {headers.get('X-Model-Version')}")
                 console.print(
@@ -149,7 +159,7 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
                     )
                 )
                 bad = [{**sample[0], "plan": "gold"}, {k: v for k, v in sample[1].items() if k != "region"}]
-                status_code, _, body = http_json("POST", f"{server.url}/v1/models/churn/predict", {"records": bad}, ca)
+                status_code, _, body = predict(bad)
                 say.check(status_code == 422, f"bad request returned {status_code}")
                 say.say(f"a bad request gets {status_code}: {body['error']}")
                 for detail in body["details"]:
@@ -186,9 +196,7 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
                 shifted = data.requests_for(customers)
                 labelled: list[list[Any]] = []
                 for start in range(0, len(shifted), 100):
-                    code, _, answer = http_json(
-                        "POST", f"{server.url}/v1/models/churn/predict", {"records": shifted[start : start + 100]}, ca
-                    )
+                    code, _, answer = predict(shifted[start : start + 100])
                     say.check(code == 200, f"predict returned {code}")
                     labelled += [
                         [answer["request_id"], p["index"], customers[start + p["index"]]["churned"]]
@@ -254,9 +262,7 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
                 # request, and the promotion reaches it within that bound.
                 promoted_at, bound = time.perf_counter(), alias_ttl_seconds() + 1.0
                 while True:
-                    status_code, headers, body = http_json(
-                        "POST", f"{server.url}/v1/models/churn/predict", {"records": shifted[:2]}, ca
-                    )
+                    status_code, headers, body = predict(shifted[:2])
                     served = headers.get("X-Model-Version")
                     if served == str(v2.version) or time.perf_counter() - promoted_at > bound:
                         break

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from infra.cli.errors import BackendError
+from infra.cli.keys import keys as keys_group
 from loopml_core.contract import load_contract
 
 if TYPE_CHECKING:
@@ -36,9 +37,10 @@ def terminal(*, stderr: bool = False) -> Console:
 
 
 class Context:
-    def __init__(self, endpoint_url: str | None, api_url: str | None) -> None:
+    def __init__(self, endpoint_url: str | None, api_url: str | None, api_key: str | None = None) -> None:
         self.endpoint_url = endpoint_url
         self.api_url = api_url
+        self.api_key = api_key
         self._backend: Backend | None = None  # the AWS SDK and the registry load only for commands that use them
 
     @property
@@ -46,7 +48,7 @@ class Context:
         if self._backend is None:
             from infra.cli.backend import Backend
 
-            self._backend = Backend.resolve(self.endpoint_url, self.api_url)
+            self._backend = Backend.resolve(self.endpoint_url, self.api_url, self.api_key)
         return self._backend
 
 
@@ -105,8 +107,13 @@ def _expected(error: Exception) -> bool:
     envvar="LOOPML_API_URL",
     help="Inference API base URL (default: local cloud or the stack's ApiUrl output).",
 )
+@click.option(
+    "--api-key",
+    envvar="LOOPML_API_KEY",
+    help="API key sent in the x-api-key header (default: the local cloud's own key; required on AWS).",
+)
 @click.pass_context
-def cli(ctx: click.Context, endpoint_url: str | None, api_url: str | None) -> None:
+def cli(ctx: click.Context, endpoint_url: str | None, api_url: str | None, api_key: str | None) -> None:
     """LoopML: validate data, train, register, serve and monitor models — on AWS or on your laptop.
 
     \b
@@ -115,7 +122,7 @@ def cli(ctx: click.Context, endpoint_url: str | None, api_url: str | None) -> No
       loopml local up             a local cloud for real clients (AWS CLI, curl)
       loopml validate FILE --contract C.yaml   check a file before uploading it
     """
-    ctx.obj = Context(endpoint_url, api_url)
+    ctx.obj = Context(endpoint_url, api_url, api_key)
 
 
 @cli.command()
@@ -1053,6 +1060,9 @@ def audit_verify(ctx: Context) -> None:
     for problem in verification.problems:
         terminal().print(f"  - {problem}")
     raise SystemExit(1)
+
+
+cli.add_command(keys_group)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from rich.console import Console
 from infra import declaration as decl
 from infra.local.api_gateway import ApiServer
 from infra.local.cloud import LocalCloud
+from infra.local.rest_api import local_api_key
 
 
 def serve(
@@ -38,8 +39,12 @@ def serve(
     info: dict[str, Any] = {
         **cloud.info(aws_endpoint=f"http://{host}:{port}", api_url=api.url),
         "ca_cert": str(api.cert_path) if api.cert_path else None,
+        "api_key": local_api_key(cloud.client("apigateway")),
         "pid": os.getpid(),
     }
+    # Before local.json announces the cloud: a client (or test) that sees it may signal at once.
+    if threading.current_thread() is threading.main_thread():
+        _stop_on_signals(stop, console)
     info_path.write_text(json.dumps(info, indent=2))
 
     interval = drift_every or decl.DRIFT_SCHEDULE.rate_minutes * 60.0
@@ -59,13 +64,12 @@ def serve(
         f"[bold green]LoopML local cloud is up[/]\n"
         f"  AWS endpoint   {info['aws_endpoint']}\n"
         f"  inference API  {info['api_url']}" + (f"  (CA: {info['ca_cert']})" if tls else "") + "\n"
+        f"  API key        {info['api_key']}  (header {decl.API.api_key_header}; `loopml keys` makes more)\n"
         f"  data bucket    {info['data_bucket']}\n"
         f"  drift schedule every {interval:.0f}s\n"
         f"  function logs  {info['logs']}\n"
         "Ctrl-C to stop."
     )
-    if threading.current_thread() is threading.main_thread():
-        _stop_on_signals(stop, console)
     try:
         while not stop.wait(0.5):
             pass

@@ -200,7 +200,10 @@ def test_unknown_model_and_routes(trained, api, registry):
     assert api.request("GET", "/health") == (200, {"Content-Type": "application/json"}, {"status": "ok"})
     body = json.dumps({"records": data.requests_for(data.customers(1, seed=1))}).encode()
     status, _, reply = api.handle(
-        "POST", "/v1/models/churn/predict", {"Content-Type": "application/x-www-form-urlencoded"}, body
+        "POST",
+        "/v1/models/churn/predict",
+        {"Content-Type": "application/x-www-form-urlencoded", "x-api-key": api.default_key},
+        body,
     )
     assert status == 415 and b"Content-Type: application/json" in reply
 

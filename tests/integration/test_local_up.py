@@ -15,6 +15,7 @@ from rich.console import Console
 from infra.cli.backend import http_json, read_local_info
 from infra.cli.main import cli
 from infra.demo import data
+from infra.local.rest_api import local_api_key
 from infra.local.server import serve
 
 pytestmark = pytest.mark.xdist_group("local-cloud")
@@ -50,6 +51,12 @@ def local_up(loopml_home):
     thread.join(timeout=60)
 
 
+def _api_key_headers(info: dict) -> dict[str, str]:
+    """Every request carries an API key: locally, the key the local cloud provisions (`loopml-local`)."""
+    apigateway = boto3.client("apigateway", endpoint_url=info["aws_endpoint"], region_name="us-east-1")
+    return {"Content-Type": "application/json", "x-api-key": local_api_key(apigateway)}
+
+
 def test_real_clients_drive_the_loop(local_up, tmp_path):
     info = local_up
     assert {"aws_endpoint", "api_url", "data_bucket", "registry_table", "state_machine_arn"} <= set(info)
@@ -78,8 +85,9 @@ def test_real_clients_drive_the_loop(local_up, tmp_path):
         time.sleep(0.2)
     assert status == "SUCCEEDED"
 
+    keyed = _api_key_headers(info)
     body = {"records": data.requests_for(data.customers(2, seed=3))}
-    code, headers, reply = http_json("POST", f"{info['api_url']}/v1/models/churn/predict", body, info["ca_cert"])
+    code, headers, reply = http_json("POST", f"{info['api_url']}/v1/models/churn/predict", body, info["ca_cert"], keyed)
     assert code == 200 and headers["X-Model-Version"] == "1" and len(reply["predictions"]) == 2
 
     verified = runner.invoke(cli, ["audit", "verify"])
@@ -90,7 +98,7 @@ def test_real_clients_drive_the_loop(local_up, tmp_path):
     # Monitoring from the CLI: the check counts what was served since, and its report comes back as one HTML page.
     traffic = {"records": data.requests_for(data.customers(200, seed=4, shifted=True))}
     for _ in range(2):
-        code, _, _ = http_json("POST", f"{info['api_url']}/v1/models/churn/predict", traffic, info["ca_cert"])
+        code, _, _ = http_json("POST", f"{info['api_url']}/v1/models/churn/predict", traffic, info["ca_cert"], keyed)
         assert code == 200
     checked = runner.invoke(cli, ["drift", "check", "churn", "--json"])
     assert checked.exit_code == 0, checked.output
@@ -101,6 +109,11 @@ def test_real_clients_drive_the_loop(local_up, tmp_path):
     page = tmp_path / "report.html"
     fetched = runner.invoke(cli, ["drift", "report", "churn", "--out", str(page)])
     assert fetched.exit_code == 0 and page.read_text().startswith("<!DOCTYPE html>")
+
+    # `loopml predict` sends the local cloud's default key by itself.
+    (tmp_path / "requests.json").write_text(json.dumps({"records": data.requests_for(data.customers(1, seed=5))}))
+    predicted = runner.invoke(cli, ["predict", "churn", "--records", str(tmp_path / "requests.json")])
+    assert predicted.exit_code == 0 and len(json.loads(predicted.output)["predictions"]) == 1, predicted.output
 
     subscribed = runner.invoke(cli, ["alerts", "subscribe", "https://hooks.example.com/loopml"])
     assert subscribed.exit_code == 0, subscribed.output

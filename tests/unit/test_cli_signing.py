@@ -31,9 +31,13 @@ def test_only_the_deployed_backend_signs(monkeypatch):
         None,
         Names("1", "eu-west-1"),
         sign_requests=True,
+        api_key="client-key",
     )
     deployed.http("GET", "/health")
     assert sent["headers"]["Authorization"].startswith("AWS4-HMAC-SHA256")
-    local = Backend("us-east-1", "http://127.0.0.1:4566", "https://127.0.0.1:8443", None, Names("1", "us-east-1"))
+    assert sent["headers"]["x-api-key"] == "client-key"  # the API key travels besides the signature
+    local = Backend(
+        "us-east-1", "http://127.0.0.1:4566", "https://127.0.0.1:8443", None, Names("1", "us-east-1"), api_key="k"
+    )
     local.http("GET", "/health")
-    assert sent["headers"] is None
+    assert "Authorization" not in sent["headers"] and sent["headers"]["x-api-key"] == "k"

@@ -1,4 +1,15 @@
-"""The inference REST API: the declared routes only, each a Lambda proxy integration of the serving function."""
+"""The inference REST API: the declared routes only, each a Lambda proxy integration of the serving function.
+
+Every method requires IAM (SigV4) authorization and, as declared, an API key sent in the `x-api-key` header (the
+API's key source is HEADER). The template holds no key and no usage plan: keys are secrets made per client at run
+time (`loopml keys create NAME --rate R --burst B --quota N/day`), each with its own usage plan attached to this
+stage, through API Gateway's API. A default usage plan here would not help a deployer: a key must be in a plan to
+call the API, but a shared plan would give every key the same limits (the point of keys is per-client limits), the
+CLI would still have to create each key and attach it at run time, and a stack-owned plan that run-time keys hang
+off would tie those keys' lives to stack updates. Until a key is created, no request gets through: the stack is
+closed by default. Plans the CLI created name this stage; revoke the keys (`loopml keys revoke`) before destroying
+the stack, or delete those plans by hand.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +50,8 @@ class InferenceApi(Construct):
             rest_api_name=API.name,
             description="LoopML inference: serves the champion of each registered model",
             endpoint_types=[apigw.EndpointType.REGIONAL],
+            # Clients send their key in the x-api-key header (not through a Lambda authorizer).
+            api_key_source_type=apigw.ApiKeySourceType.HEADER,
             # The CloudWatch role is an account-wide API Gateway setting, not something one app should own.
             cloud_watch_role=False,
             deploy_options=apigw.StageOptions(
@@ -88,6 +101,8 @@ class InferenceApi(Construct):
             self._integration,
             # Callers are AWS principals (the CLI, other services), so IAM signs and authorises every request.
             authorization_type=apigw.AuthorizationType.IAM,
+            # Besides IAM, each client's key carries its usage plan: its own rate, burst and quota.
+            api_key_required=API.api_key_required,
             request_validator=self._validator,
             request_parameters={f"method.request.path.{name}": True for name in PATH_PARAMETER.findall(route.path)},
         )
