@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import importlib.util
 import io
 import json
@@ -107,7 +108,7 @@ class HandlerRunner:
             ),
         ):
             started = time.perf_counter()
-            output = io.StringIO()
+            output = InvocationLog(lambda text: self._ship_late(function_name, text))
             errored = False
             with self._running_lock:
                 self._running[spec.key] += 1
@@ -129,7 +130,7 @@ class HandlerRunner:
             finally:
                 with self._running_lock:
                     self._running[spec.key] -= 1
-            logs = output.getvalue()
+            logs = output.close()
             if logs and self._ship_logs is not None:
                 self._ship_logs(function_name, logs)
             with self._log_lock:
@@ -140,8 +141,45 @@ class HandlerRunner:
             self.invocations.append(Invocation(spec.key, time.perf_counter() - started, errored))
             return reply, errored, logs
 
+    def _ship_late(self, function_name: str, text: str) -> None:
+        """What an invocation printed after its handler returned (its after-response work), as it comes."""
+        if self._ship_logs is not None:
+            self._ship_logs(function_name, text)
+        with self._log_lock:
+            self.log_stream.write(text)
+            self.log_stream.flush()
 
-_capture = threading.local()  # the log buffer of the handler invocation running on this thread, if any
+
+class InvocationLog:
+    """What one invocation prints. Kept while its handler runs and shipped when it returns, as Lambda does; what it
+    prints later, from work deferred until after its response (`loopml_core.after_response`), goes out as it comes."""
+
+    def __init__(self, ship_late: Callable[[str], None]) -> None:
+        self._buffer = io.StringIO()
+        self._ship_late = ship_late
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            if not self._closed:
+                return self._buffer.write(text)
+        self._ship_late(text)
+        return len(text)
+
+    def flush(self) -> None:
+        return
+
+    def close(self) -> str:
+        """What the handler printed; later writes are shipped one by one."""
+        with self._lock:
+            self._closed = True
+            return self._buffer.getvalue()
+
+
+# The log of the invocation this code runs for, if any. A context variable rather than a thread-local: work an
+# invocation defers until after its response runs in a copy of its context, on another thread (after_response).
+_invocation_log: contextvars.ContextVar[InvocationLog | None] = contextvars.ContextVar("invocation_log", default=None)
 
 
 class _ThreadRoutedStdout:
@@ -155,7 +193,7 @@ class _ThreadRoutedStdout:
         self._default = default
 
     def _target(self) -> Any:
-        return getattr(_capture, "buffer", None) or self._default
+        return _invocation_log.get() or self._default
 
     def write(self, text: str) -> int:
         written: int = self._target().write(text)
@@ -169,15 +207,14 @@ class _ThreadRoutedStdout:
 
 
 @contextlib.contextmanager
-def _captured_stdout(buffer: io.StringIO) -> Iterator[None]:
+def _captured_stdout(log: InvocationLog) -> Iterator[None]:
     if not isinstance(sys.stdout, _ThreadRoutedStdout):
         sys.stdout = _ThreadRoutedStdout(sys.stdout)
-    previous = getattr(_capture, "buffer", None)
-    _capture.buffer = buffer
+    token = _invocation_log.set(log)
     try:
         yield
     finally:
-        _capture.buffer = previous
+        _invocation_log.reset(token)
 
 
 class MotoLock:
@@ -229,11 +266,13 @@ class ThreadRoutedEnviron(MutableMapping[str, str]):
 
     def __init__(self, process: MutableMapping[str, str]) -> None:
         self.process = process
-        self._local = threading.local()
+        # Per context, like the invocation's log: deferred work sees the environment of the invocation that made it.
+        self._overlay_var: contextvars.ContextVar[dict[str, str | None] | None] = contextvars.ContextVar(
+            f"environ_overlay_{id(self)}", default=None
+        )
 
     def _overlay(self) -> dict[str, str | None] | None:
-        overlay: dict[str, str | None] | None = getattr(self._local, "overlay", None)
-        return overlay
+        return self._overlay_var.get()
 
     def __getitem__(self, key: str) -> str:
         overlay = self._overlay()
@@ -273,12 +312,11 @@ class ThreadRoutedEnviron(MutableMapping[str, str]):
 
     @contextlib.contextmanager
     def overlay(self, values: dict[str, str]) -> Iterator[None]:
-        previous = self._overlay()
-        self._local.overlay = {**(previous or {}), **values}
+        token = self._overlay_var.set({**(self._overlay() or {}), **values})
         try:
             yield
         finally:
-            self._local.overlay = previous
+            self._overlay_var.reset(token)
 
 
 @contextlib.contextmanager
