@@ -15,6 +15,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from loopml_core.batch.layout import BATCH as BATCH_PREFIX
+from loopml_core.batch.layout import WORK as BATCH_WORK_PREFIX
 from loopml_core.capture import CAPTURE_MARKER, CAPTURE_PREFIX
 from loopml_core.contract import RETENTION_DAYS
 from loopml_core.models import UploadStatus
@@ -25,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
 LAYERS_DIR = ROOT / "layers"
 PIPELINE_ASL = Path(__file__).resolve().parent / "statemachine" / "pipeline.asl.json"
+BATCH_ASL = Path(__file__).resolve().parent / "statemachine" / "batch.asl.json"
 
 PREFIX = "loopml"
 LAMBDA_RUNTIME = "python3.12"
@@ -45,6 +48,9 @@ class Layer(StrEnum):
     DATA = "data"  # pyarrow + numpy: streamed validation of CSV, gzip-compressed CSV and Parquet
     TRAINING = "training"  # scikit-learn + pandas + fastparquet + skl2onnx: training and ONNX export
     INFERENCE = "inference"  # onnxruntime + numpy only: serving, evaluation and drift
+    # pyarrow + numpy + onnxruntime: batch scoring reads CSV and Parquet and runs the model in one function. The data
+    # and inference layers together would ship numpy twice and pass Lambda's 250 MB; one layer ships it once.
+    SCORING = "scoring"
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,7 @@ class Grants:
     artifact_bucket: Access | None = None
     registry_table: Access | None = None
     start_pipeline: bool = False
+    start_batch: bool = False  # start (and describe) executions of the batch scoring state machine
     publish_alerts: bool = False
 
 
@@ -381,9 +388,10 @@ def capture_destination(spec: CaptureDeliverySpec, bucket_arn: str, role_arn: st
 
 
 def artifact_expiry(spec: CaptureDeliverySpec) -> list[tuple[str, int]]:
-    """(prefix, days) of what expires in the artifact bucket: captured traffic by retention class, and labels still
-    waiting for their captures once no lookback (90 days at most) can match them."""
-    return [*spec.retention_prefixes(), (PENDING_LABELS, 91)]
+    """(prefix, days) of what expires in the artifact bucket: captured traffic by retention class, labels still
+    waiting for their captures once no lookback (90 days at most) can match them, and batch work files (plans and
+    chunk parts), which nothing reads once their batch has its output and report."""
+    return [*spec.retention_prefixes(), (PENDING_LABELS, 91), (BATCH_WORK_PREFIX, BATCH_WORK_RETENTION_DAYS)]
 
 
 def artifact_lifecycle_rules(spec: CaptureDeliverySpec) -> list[dict[str, Any]]:
@@ -502,6 +510,13 @@ class Names:
     def state_machine_arn(self) -> str:
         return f"arn:aws:states:{self.region}:{self.account}:stateMachine:{self.state_machine}"
 
+    @property
+    def batch_state_machine(self) -> str:
+        return BATCH.physical_name()
+
+    def batch_state_machine_arn(self) -> str:
+        return f"arn:aws:states:{self.region}:{self.account}:stateMachine:{self.batch_state_machine}"
+
     def alert_topic_arn(self) -> str:
         return f"arn:aws:sns:{self.region}:{self.account}:{self.alert_topic}"
 
@@ -524,6 +539,12 @@ ABORT_INCOMPLETE_UPLOADS_DAYS = 7  # parts of a multipart upload never completed
 
 # Uploads larger than this are quarantined unread (the validation function's LOOPML_MAX_UPLOAD_BYTES).
 MAX_UPLOAD_BYTES = 5 * 1024**3
+
+# A batch file is cut into chunks of this many rows or bytes, whichever comes first (a Parquet row group is never
+# split); each chunk is one child execution of the Distributed Map, scored by one batch_score invocation.
+BATCH_CHUNK_ROWS = 100_000
+BATCH_CHUNK_BYTES = 64 << 20
+BATCH_WORK_RETENTION_DAYS = 7  # batch-work/ in the artifact bucket: a week to look into a batch, then expired
 
 LAYERS: dict[Layer, LayerSpec] = {
     spec.key: spec
@@ -551,6 +572,11 @@ LAYERS: dict[Layer, LayerSpec] = {
             ),
         ),
         LayerSpec(Layer.INFERENCE, "onnxruntime and numpy only", ("onnxruntime==1.32.0", "numpy==2.4.6")),
+        LayerSpec(
+            Layer.SCORING,
+            "pyarrow, numpy and onnxruntime for batch scoring",
+            ("pyarrow==26.0.1", "onnxruntime==1.32.0", "numpy==2.4.6"),
+        ),
     )
 }
 
@@ -642,6 +668,47 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             # An hour of captures is complete once Firehose's buffer for it must have been written, and then some.
             environment=(("LOOPML_CAPTURE_SETTLE_SECONDS", str(CAPTURE_DELIVERY_BUFFER_S + 600)),),
         ),
+        FunctionSpec(
+            "batch_start",
+            "Starts one batch scoring execution per file uploaded under batch/<model>/input/",
+            (Layer.CORE,),
+            # Reads nothing: the execution's name comes from the object's key and version, which the event carries.
+            Grants(start_batch=True),
+            memory_mb=256,
+            timeout_s=30,
+        ),
+        FunctionSpec(
+            "batch_plan",
+            "Pins the champion's version and cuts a batch file into chunks, reading only what it needs",
+            (Layer.CORE, Layer.DATA),
+            # Streams the file (CSV) or reads its footer (Parquet) and its tags; writes the plan and the chunk list.
+            Grants(data_bucket=Access.READ, artifact_bucket=Access.WRITE, registry_table=Access.READ),
+            memory_mb=1024,
+            timeout_s=900,  # one streamed pass over a 5 GB CSV
+            environment=(
+                ("LOOPML_BATCH_CHUNK_ROWS", str(BATCH_CHUNK_ROWS)),
+                ("LOOPML_BATCH_CHUNK_BYTES", str(BATCH_CHUNK_BYTES)),
+            ),
+        ),
+        FunctionSpec(
+            "batch_score",
+            "Scores one chunk of a batch file with the pinned model version, in bounded memory",
+            (Layer.CORE, Layer.SCORING),
+            # Reads its byte range or row groups of the input, the plan and the model; writes its part and findings.
+            Grants(data_bucket=Access.READ, artifact_bucket=Access.READ_WRITE),
+            # Memory stays flat (a few MB per segment or record batch); 2048 MB buys a second vCPU share.
+            memory_mb=2048,
+            timeout_s=900,
+        ),
+        FunctionSpec(
+            "batch_finish",
+            "Joins the scored chunks into the output, writes the report and tags the input with the outcome",
+            (Layer.CORE, Layer.DATA),
+            # Copies the CSV parts server-side (or rewrites Parquet a row group at a time) into the output.
+            Grants(data_bucket=Access.READ_WRITE, artifact_bucket=Access.READ),
+            memory_mb=1024,
+            timeout_s=900,
+        ),
     )
 }
 
@@ -655,6 +722,19 @@ PIPELINE = StateMachineSpec(
         "RecordFailureFunctionArn": "record_failure",
     },
 )
+
+# Batch scoring: its Distributed Map state (`ScoreChunks`) reads the chunk list from the artifact bucket and runs one
+# child execution of this same state machine per chunk.
+BATCH = StateMachineSpec(
+    key="batch-scoring",
+    definition_file=BATCH_ASL,
+    function_substitutions={
+        "PlanFunctionArn": "batch_plan",
+        "ScoreFunctionArn": "batch_score",
+        "FinishFunctionArn": "batch_finish",
+    },
+)
+BATCH_MAP_LABEL = "ScoreChunks"  # the Distributed Map's Label: child executions are named `<machine>/<label>:<id>`
 
 API = ApiSpec(
     name=f"{PREFIX}-inference",
@@ -697,7 +777,9 @@ DRIFT_SCHEDULE = ScheduleSpec(
 # quarantined with a reason, never ignored.
 UPLOAD_TRIGGER = S3TriggerSpec("validate_upload", INCOMING_PREFIX)
 LABELS_TRIGGER = S3TriggerSpec("ingest_labels", LABELS_PREFIX)
-S3_TRIGGERS = (UPLOAD_TRIGGER, LABELS_TRIGGER)
+# Outputs and reports land under batch/ too: the start function starts executions for batch/<model>/input/ only.
+BATCH_TRIGGER = S3TriggerSpec("batch_start", BATCH_PREFIX)
+S3_TRIGGERS = (UPLOAD_TRIGGER, LABELS_TRIGGER, BATCH_TRIGGER)
 
 # Every upload ends with an outcome: when its function crashes or times out on every attempt, the upload gets
 # `error`. Lambda's default is 2 retries; declared so both backends retry the same number of times.
@@ -716,8 +798,11 @@ UPLOAD_ERRORS_ALARM = AlarmSpec(
 )
 
 
-def _per_function(metric: str) -> tuple[MetricSpec, ...]:
-    return tuple(MetricSpec(MetricSource.FUNCTION, metric, key) for key in FUNCTIONS)
+BATCH_FUNCTIONS = ("batch_start", "batch_plan", "batch_score", "batch_finish")
+
+
+def _per_function(metric: str, keys: tuple[str, ...] | None = None) -> tuple[MetricSpec, ...]:
+    return tuple(MetricSpec(MetricSource.FUNCTION, metric, key) for key in (keys or tuple(FUNCTIONS)))
 
 
 # The drift check emits one datapoint per model and check, once an hour. Its alarm looks at the last two hours, so a
@@ -788,7 +873,16 @@ PREDICT_LATENCY_ALARM = AlarmSpec(
 THROTTLES_ALARM = AlarmSpec(
     key="throttles",
     description="Lambda throttled a LoopML function: the account's concurrency is exhausted",
-    metrics=_per_function("Throttles"),
+    metrics=_per_function("Throttles", tuple(key for key in FUNCTIONS if key not in BATCH_FUNCTIONS)),
+)
+# An alarm reads at most ten metrics: the batch functions' throttles have their own. A Distributed Map of many chunks
+# is what exhausts an account's concurrency first; its steps retry throttled invocations, so a batch slows down
+# rather than fails, but predictions and uploads compete for the same concurrency meanwhile.
+BATCH_THROTTLES_ALARM = AlarmSpec(
+    key="batch-throttles",
+    description="Lambda throttled a batch scoring function: the account's concurrency is exhausted (lower the "
+    "Distributed Map's MaxConcurrency or raise the account's limit)",
+    metrics=_per_function("Throttles", BATCH_FUNCTIONS),
 )
 # A prediction that is served but not captured is invisible to the drift check and to label joins.
 CAPTURE_ERRORS_ALARM = AlarmSpec(
@@ -804,6 +898,14 @@ CHECK_FAILED_ALARM = AlarmSpec(
     metrics=(MetricSpec(MetricSource.FUNCTION, "Errors", DRIFT_SCHEDULE.function),),
     period_s=DRIFT_CHECK_PERIOD_S,
 )
+# A batch whose step crashed after its retries (out of memory, a timeout, a bug): nothing was output. A refused file
+# (no champion, missing columns) is the uploader's to fix and alarms no one; its report says why.
+BATCH_FAILED_ALARM = AlarmSpec(
+    key="batch-failed",
+    description="A batch scoring run failed after its retries: nothing was output; the report beside the output "
+    "names the step and the error",
+    metrics=(MetricSpec(MetricSource.SERVICE, "BatchesFailed"),),
+)
 ALARMS = (
     UPLOAD_ERRORS_ALARM,
     CHECK_FAILED_ALARM,
@@ -815,7 +917,9 @@ ALARMS = (
     PREDICT_ERRORS_ALARM,
     PREDICT_LATENCY_ALARM,
     THROTTLES_ALARM,
+    BATCH_THROTTLES_ALARM,
     CAPTURE_ERRORS_ALARM,
+    BATCH_FAILED_ALARM,
 )
 
 
@@ -855,6 +959,11 @@ DASHBOARD = DashboardSpec(
                 for outcome in ("Started", "Succeeded", "Failed", "TimedOut")
             ),
         ),
+        GraphSpec(
+            "Batch outcomes",
+            tuple(MetricSpec(MetricSource.SERVICE, f"Batches{outcome}") for outcome in ("Scored", "Refused", "Failed")),
+        ),
+        GraphSpec("Batch rows scored", (MetricSpec(MetricSource.SERVICE, "BatchRowsScored"),)),
         GraphSpec("Function errors", _per_function("Errors")),
         GraphSpec("Function throttles", _per_function("Throttles")),
     ),
@@ -887,6 +996,8 @@ def function_environment(names: Names, spec: FunctionSpec) -> dict[str, str]:
     }
     if spec.grants.start_pipeline:
         env["STATE_MACHINE_ARN"] = names.state_machine_arn()
+    if spec.grants.start_batch:
+        env["BATCH_STATE_MACHINE_ARN"] = names.batch_state_machine_arn()
     if spec.grants.publish_alerts:
         env["ALERT_TOPIC_ARN"] = names.alert_topic_arn()
     return env

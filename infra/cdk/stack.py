@@ -13,7 +13,7 @@ from infra.cdk.constructs.capture import CaptureDelivery
 from infra.cdk.constructs.functions import Functions
 from infra.cdk.constructs.layers import Layers
 from infra.cdk.constructs.monitoring import Monitoring
-from infra.cdk.constructs.pipeline import Pipeline
+from infra.cdk.constructs.pipeline import BatchScoring, Pipeline
 from infra.cdk.constructs.storage import Storage
 from infra.cdk.layer_bundling import LayerBuilder
 from infra.cdk.settings import DeploymentSettings
@@ -42,6 +42,14 @@ class LoopMLStack(Stack):
         )
         self.pipeline = Pipeline(
             self, "Pipeline", names=names, functions=self.functions.functions, log_retention=settings.log_retention
+        )
+        self.batch = BatchScoring(
+            self,
+            "Batch",
+            names=names,
+            functions=self.functions.functions,
+            log_retention=settings.log_retention,
+            artifact_bucket_arn=arns.bucket(names.artifact_bucket),
         )
         self.api = InferenceApi(
             self, "Api", function=self.functions.functions[API.function], log_retention=settings.log_retention
@@ -73,6 +81,7 @@ class LoopMLStack(Stack):
             "ArtifactBucketName": self.storage.artifact_bucket.bucket_name,
             "RegistryTableName": self.storage.registry_table.table_name,
             "StateMachineArn": self.pipeline.state_machine.state_machine_arn,
+            "BatchStateMachineArn": self.batch.state_machine.state_machine_arn,
             "AlertTopicArn": self.monitoring.alert_topic.topic_arn,
         }
         for output_id, value in outputs.items():

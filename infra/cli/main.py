@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from infra.cli.batch import batch as batch_command
 from infra.cli.errors import BackendError
 from infra.cli.keys import keys as keys_group
 from loopml_core.contract import load_contract
@@ -1063,6 +1064,7 @@ def audit_verify(ctx: Context) -> None:
 
 
 cli.add_command(keys_group)
+cli.add_command(batch_command)
 
 
 def main() -> None:

@@ -325,7 +325,7 @@ class ApiGateway:
                 return refused
         event = proxy_event(route, parameters, method, path, headers, body, key)
         try:
-            reply = self.cloud.invoke(decl.API.function, event)
+            reply = self.cloud.invoke_proxied(decl.API.function, event)
         except RuntimeError:
             return _message(502, "Internal server error")
         headers_out = {k: str(v) for k, v in (reply.get("headers") or {}).items()}

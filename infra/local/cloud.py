@@ -144,6 +144,8 @@ class LocalCloud:
         self._patches: list[tuple[Any, str, Any]] = []
         self._notifications: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
         self._notifier = threading.Thread(target=self._deliver_notifications, name="s3-notifications", daemon=True)
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
 
@@ -303,9 +305,28 @@ class LocalCloud:
     # -- provisioning from the declaration ------------------------------------------------------------------------
 
     def client(self, service: str) -> Any:
-        import boto3
+        """A boto3 client of the local cloud, made once per service (they are thread-safe, and slow to make)."""
+        with self._clients_lock:
+            if service not in self._clients:
+                import boto3
 
-        return boto3.client(service, region_name=REGION)
+                self._clients[service] = boto3.client(service, region_name=REGION)
+            return self._clients[service]
+
+    def invoke_proxied(self, function_key: str, event: dict[str, Any]) -> dict[str, Any]:
+        """What API Gateway's Lambda proxy integration does: run the function on the event with the configuration
+        Lambda holds for it, and return its reply; raises when the handler failed. The same handler, environment and
+        log stream as `invoke`, without the Invoke API's request and response serialization around it."""
+        from moto.awslambda.models import lambda_backends
+
+        name = decl.FUNCTIONS[function_key].physical_name()
+        with self.runner.moto_lock:
+            environment = dict(lambda_backends[ACCOUNT][REGION].get_function(name).environment_vars)
+        reply, errored, _ = self.runner.run(name, environment, event)
+        payload: dict[str, Any] = json.loads(reply)
+        if errored:
+            raise RuntimeError(f"{function_key} failed: {payload.get('errorType')}: {payload.get('errorMessage')}")
+        return payload
 
     def provision(self) -> None:
         s3, iam, lam = self.client("s3"), self.client("iam"), self.client("lambda")
@@ -390,13 +411,14 @@ class LocalCloud:
         self._provision_capture_delivery(trust)
         provision_rest_api(self.client("apigateway"), self.names.function_arn(decl.API.function), REGION)
 
-        sfn_role = iam.create_role(RoleName=f"{decl.PIPELINE.physical_name()}-role", AssumeRolePolicyDocument=trust)
         arns = {key: self.names.function_arn(key) for key in decl.FUNCTIONS}
-        self.client("stepfunctions").create_state_machine(
-            name=decl.PIPELINE.physical_name(),
-            definition=decl.PIPELINE.render(arns),
-            roleArn=sfn_role["Role"]["Arn"],
-        )
+        # The very definitions CDK deploys, rendered with the local functions' ARNs: the batch state machine's
+        # Distributed Map, its ItemReader and child executions run on moto's interpreter as on AWS.
+        for machine in (decl.PIPELINE, decl.BATCH):
+            sfn_role = iam.create_role(RoleName=f"{machine.physical_name()}-role", AssumeRolePolicyDocument=trust)
+            self.client("stepfunctions").create_state_machine(
+                name=machine.physical_name(), definition=machine.render(arns), roleArn=sfn_role["Role"]["Arn"]
+            )
         # The rule is declared for parity; moto delivers no scheduled events, so `fire_schedule` sends them.
         self.client("events").put_rule(
             Name=f"{decl.PREFIX}-{decl.DRIFT_SCHEDULE.key}",
@@ -502,27 +524,49 @@ class LocalCloud:
         """The same Step Functions adapter the functions use, pointed at the local state machine."""
         return StepFunctionsRunner(self.names.state_machine_arn(), self.client("stepfunctions"))
 
-    def wait_for_execution(self, name: str, timeout: float = 300, poll: float = 0.2) -> Execution:
+    def batches(self) -> StepFunctionsRunner:
+        """The Step Functions adapter the batch start function uses, pointed at the local batch state machine."""
+        return StepFunctionsRunner(self.names.batch_state_machine_arn(), self.client("stepfunctions"))
+
+    def wait_for_execution(
+        self, name: str, timeout: float = 300, poll: float = 0.2, runner: StepFunctionsRunner | None = None
+    ) -> Execution:
+        """Wait for an execution of the training pipeline (or of `runner`'s state machine) to end."""
+        runner = runner or self.pipeline()
         deadline = time.monotonic() + timeout
         while True:
-            execution = self.pipeline().describe(name)
+            execution = runner.describe(name)
             if execution.status in TERMINAL:
                 return execution
             if time.monotonic() > deadline:
                 raise TimeoutError(f"execution {name} still {execution.status} after {timeout:.0f}s")
             time.sleep(poll)
 
+    def wait_for_batch(self, name: str, timeout: float = 300) -> Execution:
+        """Wait for a batch scoring execution to end; it may not exist yet while its S3 notification is queued."""
+        deadline = time.monotonic() + timeout
+        stepfunctions = self.client("stepfunctions")
+        while True:
+            try:
+                return self.wait_for_execution(name, max(0.0, deadline - time.monotonic()), runner=self.batches())
+            except stepfunctions.exceptions.ExecutionDoesNotExist:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no batch execution {name} after {timeout:.0f}s") from None
+                time.sleep(0.1)
+
     def pipeline_executions(self) -> list[str]:
         """Execution names, newest first."""
         return [e.name for e in self.pipeline().executions()]
 
     def wait_for_idle(self, timeout: float = 300) -> None:
-        """Wait until queued S3 notifications are handled and no pipeline execution is running."""
+        """Wait until queued S3 notifications are handled and no pipeline or batch execution is running."""
         if self._mock is None:
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and (
-            self._notifications.unfinished_tasks or self.pipeline().executions("RUNNING")
+            self._notifications.unfinished_tasks
+            or self.pipeline().executions("RUNNING")
+            or self.batches().executions("RUNNING")
         ):
             time.sleep(0.1)
 
@@ -545,6 +589,7 @@ class LocalCloud:
             "artifact_bucket": self.names.artifact_bucket,
             "registry_table": self.names.registry_table,
             "state_machine_arn": self.names.state_machine_arn(),
+            "batch_state_machine_arn": self.names.batch_state_machine_arn(),
             "alert_topic_arn": self.names.alert_topic_arn(),
             "functions": {key: spec.physical_name() for key, spec in decl.FUNCTIONS.items()},
             "logs": str(self.log_path),

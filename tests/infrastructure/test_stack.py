@@ -66,6 +66,8 @@ OBJECT_TAGS = {"s3:GetObjectTagging", "s3:GetObjectVersionTagging", "s3:PutObjec
 TABLE_ARN = arn("dynamodb", f"table/{NAMES.registry_table}")
 STATE_MACHINE_ARN = arn("states", f"stateMachine:{NAMES.state_machine}")
 EXECUTIONS_ARN = arn("states", f"execution:{NAMES.state_machine}:*")
+BATCH_MACHINE_ARN = arn("states", f"stateMachine:{NAMES.batch_state_machine}")
+BATCH_EXECUTIONS_ARN = arn("states", f"execution:{NAMES.batch_state_machine}:*")
 TOPIC_ARN = arn("sns", NAMES.alert_topic)
 
 
@@ -136,6 +138,8 @@ def expected_permissions(template: Template, spec: FunctionSpec) -> set[Permissi
             ("states:ListExecutions", STATE_MACHINE_ARN),
             ("states:DescribeExecution", EXECUTIONS_ARN),
         }
+    if grants.start_batch:
+        expected |= {("states:StartExecution", BATCH_MACHINE_ARN), ("states:DescribeExecution", BATCH_EXECUTIONS_ARN)}
     if grants.publish_alerts:
         expected.add(("sns:Publish", TOPIC_ARN))
     if spec.key in ASYNC_INVOCATIONS:
@@ -460,7 +464,7 @@ def watched_metrics(alarm: dict[str, Any]) -> list[tuple[str, str, str, dict[str
 def test_exactly_the_declared_alarms_exist(template: Template) -> None:
     names = [props["Properties"]["AlarmName"] for props in template.of_type("AWS::CloudWatch::Alarm").values()]
     assert sorted(names) == sorted(spec.physical_name() for spec in ALARMS)
-    assert len(names) == len(ALARMS) == len({spec.key for spec in ALARMS}) == 11
+    assert len(names) == len(ALARMS) == len({spec.key for spec in ALARMS}) == 13
 
 
 @pytest.mark.parametrize("spec", ALARMS, ids=lambda spec: spec.key)
@@ -674,7 +678,7 @@ def test_uploads_trigger_validation_and_label_files_their_join(template: Templat
     assert (LABELS_TRIGGER.function, LABELS_TRIGGER.prefix) == ("ingest_labels", "labels/")
     bucket = bucket_id(template, NAMES.data_bucket)
     configurations = template.props(bucket)["NotificationConfiguration"]["LambdaConfigurations"]
-    assert len(configurations) == len(S3_TRIGGERS) == 2
+    assert len(configurations) == len(S3_TRIGGERS) == 3
     for trigger, configuration in zip(S3_TRIGGERS, configurations, strict=True):
         function = function_id(template, trigger.function)
         assert configuration["Event"] == "s3:ObjectCreated:*"

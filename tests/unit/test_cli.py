@@ -30,6 +30,13 @@ COMMANDS = [
     ["alerts", "subscribe"],
     ["audit", "list"],
     ["audit", "verify"],
+    ["batch"],
+    ["keys", "create"],
+    ["keys", "list"],
+    ["keys", "revoke"],
+    ["models", "deploy"],
+    ["models", "promote"],
+    ["models", "compare"],
 ]
 
 
@@ -54,6 +61,9 @@ def test_every_command_has_help(command):
         ["alerts", "subscribe"],
         ["audit", "verify"],
         ["local", "info"],
+        ["batch"],
+        ["keys", "create"],
+        ["models", "deploy"],
     ],
     ids=" ".join,
 )

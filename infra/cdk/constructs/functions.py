@@ -14,6 +14,7 @@ from constructs import Construct
 from infra.cdk import nag
 from infra.cdk.arns import Arns
 from infra.cdk.constructs.layers import ARCHITECTURE, RUNTIME
+from infra.cdk.constructs.pipeline import executions_arn, state_machine_arn
 from infra.declaration import (
     ASYNC_INVOCATIONS,
     FUNCTIONS,
@@ -36,6 +37,9 @@ TABLE_WRITE = ("dynamodb:PutItem",)  # TransactWriteItems with Put items is auth
 # Starting a run also describes it, and listing runs lets a caller see whether one is already running.
 PIPELINE_START = ("states:StartExecution", "states:ListExecutions")
 PIPELINE_DESCRIBE = ("states:DescribeExecution",)
+# Starting a batch describes the execution it started (or the one a redelivered event already started).
+BATCH_START = ("states:StartExecution",)
+BATCH_DESCRIBE = ("states:DescribeExecution",)
 ALERT_PUBLISH = ("sns:Publish",)
 # Lambda sends an asynchronous invocation's destination record with the function's own role.
 DESTINATION_INVOKE = ("lambda:InvokeFunction",)
@@ -160,6 +164,12 @@ class Functions(Construct):
             statements.append(allow(TABLE_WRITE, arns.registry_table()))
         if grants.start_pipeline:
             statements += [allow(PIPELINE_START, arns.state_machine()), allow(PIPELINE_DESCRIBE, arns.executions())]
+        if grants.start_batch:
+            machine = self._names.batch_state_machine
+            statements += [
+                allow(BATCH_START, state_machine_arn(self, machine)),
+                allow(BATCH_DESCRIBE, executions_arn(self, machine)),
+            ]
         if grants.publish_alerts:
             statements.append(allow(ALERT_PUBLISH, arns.alert_topic()))
         return statements
@@ -197,4 +207,12 @@ class Functions(Construct):
                 role,
                 f"AwsSolutions-IAM5[Resource::{nag.finding_resource(role, self._arns.executions())}]",
                 "Execution names are chosen per run; DescribeExecution is limited to executions of the pipeline.",
+            )
+        if grants.start_batch:
+            executions = executions_arn(self, self._names.batch_state_machine)
+            nag.acknowledge(
+                role,
+                f"AwsSolutions-IAM5[Resource::{nag.finding_resource(role, executions)}]",
+                "Execution names derive from each uploaded object version; DescribeExecution is limited to executions "
+                "of the batch scoring state machine.",
             )
