@@ -40,3 +40,14 @@ def test_the_stage_still_throttles_all_clients_together(template: Template) -> N
     assert settings["ThrottlingBurstLimit"] == API.throttle_burst
     assert API.default_key_limits.rate_per_s <= API.throttle_rate_per_s
     assert API.default_key_limits.burst <= API.throttle_burst
+
+
+def test_api_gateways_own_429s_say_when_to_retry(template: Template) -> None:
+    # As the local gateway's do: a client tested locally finds Retry-After on AWS too
+    responses = {
+        template.props(logical_id)["ResponseType"]: template.props(logical_id)
+        for logical_id in template.of_type("AWS::ApiGateway::GatewayResponse")
+    }
+    assert responses["THROTTLED"]["ResponseParameters"] == {"gatewayresponse.header.Retry-After": "'1'"}
+    quota_wait = responses["QUOTA_EXCEEDED"]["ResponseParameters"]["gatewayresponse.header.Retry-After"]
+    assert quota_wait == "'86400'"  # the declared default quota period, a day

@@ -25,6 +25,7 @@ from infra.cdk import nag
 from infra.declaration import API, Route
 
 PATH_PARAMETER = re.compile(r"{(\w+)}")
+QUOTA_RETRY_AFTER_S = {"DAY": 86_400, "WEEK": 604_800, "MONTH": 2_592_000}
 
 
 class InferenceApi(Construct):
@@ -35,6 +36,7 @@ class InferenceApi(Construct):
         access_logs = self._build_access_log_group(log_retention)
         self.rest_api = self._build_rest_api(access_logs)
         self._validator = self._build_request_validator()
+        self._build_throttle_responses()
         # One invoke permission for the whole API rather than two per method.
         self._integration = apigw.LambdaIntegration(function, proxy=True, scope_permission_to_method=False)
         for route in API.routes:
@@ -88,6 +90,19 @@ class InferenceApi(Construct):
             "would add a fixed monthly cost to an internal, low-volume API without blocking anything more.",
         )
         return rest_api
+
+    def _build_throttle_responses(self) -> None:
+        """API Gateway's own 429s carry `Retry-After`, as the local gateway's do. API Gateway can only send a fixed
+        value: a second past the rate limit, and the declared quota period's length past a key's quota (the local
+        gateway, which knows when the period resets, sends the exact wait)."""
+        self.rest_api.add_gateway_response(
+            "Throttled", type=apigw.ResponseType.THROTTLED, response_headers={"Retry-After": "'1'"}
+        )
+        self.rest_api.add_gateway_response(
+            "QuotaExceeded",
+            type=apigw.ResponseType.QUOTA_EXCEEDED,
+            response_headers={"Retry-After": f"'{QUOTA_RETRY_AFTER_S[API.default_key_limits.quota_period]}'"},
+        )
 
     def _build_request_validator(self) -> apigw.RequestValidator:
         return self.rest_api.add_request_validator(
