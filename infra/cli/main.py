@@ -234,10 +234,11 @@ def local() -> None:
     help="Fire the drift schedule this often (default: the declared rate).",
 )
 def local_up(port: int, api_port: int, plain_http: bool, drift_every: float | None) -> None:
-    """Run the local cloud until Ctrl-C.
+    """Run the local cloud until Ctrl-C (or SIGTERM).
 
     Serves an AWS-compatible endpoint (S3, DynamoDB, Step Functions, Lambda, SNS…) and the inference API, runs the
-    real handlers in-process and fires the drift schedule. Resource names match a deployment.
+    real handlers in-process and fires the drift schedule. Resource names match a deployment. The API needs an
+    API key, as on AWS: a default one is made at start, printed, and kept in .loopml/local.json ("api_key").
 
     \b
     Example:
@@ -245,7 +246,7 @@ def local_up(port: int, api_port: int, plain_http: bool, drift_every: float | No
       loopml datasets create --contract infra/demo/churn.yaml
       aws --endpoint-url http://127.0.0.1:4566 s3 cp data.csv \\
           s3://loopml-data-123456789012-us-east-1/incoming/churn/data.csv
-      curl --cacert .loopml/tls/api-cert.pem https://127.0.0.1:8443/health
+      curl --cacert .loopml/tls/api-cert.pem -H "x-api-key: $KEY" https://127.0.0.1:8443/health
     """
     from infra.local.server import serve
 
