@@ -39,6 +39,9 @@ package-size: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_inference.py
+	$(BIN)/python benchmarks/bench_serving.py
+	$(BIN)/python benchmarks/bench_local_api.py
+	$(BIN)/python benchmarks/bench_batch.py
 	$(BIN)/python benchmarks/bench_validation.py
 	$(BIN)/python benchmarks/bench_drift.py --with-evidently
 	$(BIN)/python benchmarks/bench_capture.py

@@ -102,10 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         directory = builder.build(key)
         layer_sizes[key] = (unzipped_size(directory), None if args.no_zip else zipped_size(directory))
 
-    print("\nLayers (MiB)")
-    print(f"{'layer':<12}{'unzipped':>10}{'zipped':>10}")
+    print("\nLayers (MiB; bytecode: the .pyc shipped for the runtime's Python, if any)")
+    print(f"{'layer':<12}{'unzipped':>10}{'zipped':>10}  bytecode")
     for key, (unzipped, zipped) in layer_sizes.items():
-        print(f"{key.value:<12}{mib(unzipped):>10}{mib(zipped):>10}")
+        bytecode = (builder.record(key) or {}).get("bytecode") or "none"
+        print(f"{key.value:<12}{mib(unzipped):>10}{mib(zipped):>10}  {bytecode}")
 
     print(f"\nFunctions (MiB; limit {UNZIPPED_LIMIT / MIB:.0f} MiB = {UNZIPPED_LIMIT:,} bytes unzipped, layers + code)")
     print(f"{'function':<17}{'layers':<18}{'code':>8}{'total':>9}{'headroom':>10}{'zipped':>9}  verdict")

@@ -8,11 +8,23 @@ Layers are stacked in /opt/python, so a package shipped by two layers of one fun
 file by whichever layer comes last. To keep that from ever mixing two versions, every layer is resolved against the
 pins of all layers and against what the base layer (the one shipping loopml_core, which every function has) already
 resolved, and then drops whatever the base layer already ships.
+
+What a function never loads is left out (`PACKAGE_STRIPS`, `TOOLING_DEPENDENCIES`): test suites, stubs, headers,
+onnxruntime's C API library and its Python tooling, and the distributions only that tooling imports. Every shared
+library a kept module needs stays; the build checks it.
+
+Layers ship bytecode where it fits. Lambda's /opt is read-only and CDK zips assets with a fixed timestamp, so without
+`.pyc` files compiled for the runtime's Python every cold start compiles every module it imports (0.4 s of the
+predict function's). The `.pyc` are compiled by a CPython of the runtime's version (`find_python`), as unchecked-hash
+files (a zip's timestamps cannot invalidate them) that name their source as it lies in /opt/python. With no such
+interpreter on the host the layers are built without bytecode, and the build says so; a layer whose bytecode would
+put one of its functions over Lambda's 250 MiB ships without it, and the build says that too.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -32,11 +44,14 @@ from aws_cdk import DockerImage, ILocalBundling
 from infra.declaration import FUNCTIONS, LAMBDA_RUNTIME, LAYERS, LAYERS_DIR, ROOT, Layer, LayerSpec
 
 # Bump whenever the build or strip rules change: it is part of every layer's hash, so all layers are rebuilt.
-BUNDLER_VERSION = "2"
+BUNDLER_VERSION = "4"
 BUILD_ROOT = ROOT / ".build" / "layers"
 CORE_PACKAGE = "loopml_core"
 PYTHON_VERSION = LAMBDA_RUNTIME.removeprefix("python")
 PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
+LAMBDA_PYTHON_ENV = "LOOPML_LAMBDA_PYTHON"  # an interpreter of the runtime's version to compile bytecode with
+LAMBDA_SITE = "/opt/python"  # where Lambda extracts a layer's python/ directory
+LAMBDA_UNZIPPED_LIMIT = 262_144_000  # bytes of a function's code and layers, unzipped (250 MiB)
 
 # The Lambda Python runtime already ships the AWS SDK; layers would only shadow it with a second copy.
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "urllib3"})
@@ -58,7 +73,63 @@ PACKAGE_STRIPS: dict[str, tuple[str, ...]] = {
         "pyarrow/_pyarrow_cpp_tests.*",
         "pyarrow/*.pxi",
     ),
+    # The Python module links the runtime in: libonnxruntime.so is the C API for native callers, and nothing NEEDS
+    # it. The model-building, quantization and transformer tools, the backend shim and sample models are never
+    # imported by `import onnxruntime` or an InferenceSession.
+    "onnxruntime": (
+        "onnxruntime/capi/libonnxruntime.so*",
+        "onnxruntime/tools",
+        "onnxruntime/quantization",
+        "onnxruntime/transformers",
+        "onnxruntime/backend",
+        "onnxruntime/datasets",
+    ),
+    # Link-time static libraries, the PyInstaller hook and numpy's own test extension modules. (numpy.f2py stays:
+    # numpy lists it among its attributes, and code that walks them, unpickling for one, imports it.)
+    "numpy": (
+        "numpy/_pyinstaller",
+        "numpy/conftest.py",
+        "numpy/_core/lib",
+        "numpy/random/lib",
+        "numpy/_core/_simd.*",
+        "numpy/_core/_*_tests.*",
+    ),
 }
+# Distributions a package's wheel requires only for the parts stripped above: dropped from a layer unless the layer
+# declares them or another distribution it keeps requires them.
+TOOLING_DEPENDENCIES: dict[str, tuple[str, ...]] = {
+    "onnxruntime": ("flatbuffers", "packaging", "protobuf"),
+}
+
+
+@functools.cache
+def find_python(version: str = PYTHON_VERSION) -> str | None:
+    """A CPython interpreter of the Lambda runtime's version on this host, or None: `LOOPML_LAMBDA_PYTHON` if set,
+    this interpreter, `python3.12` on PATH, then pyenv's installs."""
+    tag = "cpython-" + version.replace(".", "")
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates = [
+        os.environ.get(LAMBDA_PYTHON_ENV),
+        sys.executable,
+        shutil.which(f"python{version}"),
+        *(str(path) for path in sorted(pyenv.glob(f"{version}.*/bin/python{version}"), reverse=True)),
+    ]
+    for candidate in candidates:
+        if not candidate:
+            continue
+        try:
+            probe = subprocess.run(
+                [candidate, "-c", "import sys; print(sys.implementation.cache_tag)"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+        except OSError:
+            continue
+        if probe.returncode == 0 and probe.stdout.strip() == tag:
+            return candidate
+    return None
 
 
 def canonical_name(name: str) -> str:
@@ -112,6 +183,8 @@ def requirements_hash(key: Layer) -> str:
         "base": None if spec is base else base.requirements,
         "runtime_provided": sorted(RUNTIME_PROVIDED),
         "package_strips": PACKAGE_STRIPS,
+        "tooling_dependencies": TOOLING_DEPENDENCIES,
+        "bytecode": bytecode_tag(),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
@@ -260,6 +333,74 @@ def strip_package(site: Path, package: str, patterns: Iterable[str]) -> None:
     _remove_empty_dirs(root)
 
 
+def requirements_of(site: Path) -> dict[str, set[str]]:
+    """Canonical name -> the canonical names it requires (extras left out) of every distribution in `site`."""
+    required: dict[str, set[str]] = {}
+    for dist_info in site.glob("*.dist-info"):
+        name, needs = "", set()
+        for line in (dist_info / "METADATA").read_text(encoding="utf-8", errors="replace").splitlines():
+            if not line:
+                break
+            key, _, value = line.partition(": ")
+            if key == "Name":
+                name = canonical_name(value)
+            elif key == "Requires-Dist" and "extra ==" not in value:
+                match = re.match(r"[A-Za-z0-9._-]+", value.strip())
+                if match:
+                    needs.add(canonical_name(match.group()))
+        required[name] = needs
+    return required
+
+
+def unused_tooling_dependencies(site: Path, declared: Iterable[str]) -> list[str]:
+    """What `TOOLING_DEPENDENCIES` names that this layer neither declares nor needs for anything it keeps."""
+    required = requirements_of(site)
+    keep = {canonical_name(re.split(r"[\[=<>!~; ]", requirement, maxsplit=1)[0]) for requirement in declared}
+    unused: list[str] = []
+    for package, tooling in TOOLING_DEPENDENCIES.items():
+        if canonical_name(package) not in required:
+            continue
+        for dependency in map(canonical_name, tooling):
+            needed_by = {name for name, needs in required.items() if dependency in needs} - {canonical_name(package)}
+            if dependency in required and dependency not in keep and not needed_by:
+                unused.append(dependency)
+    return sorted(unused)
+
+
+def bytecode_tag() -> str | None:
+    """The cache tag of the `.pyc` the layers ship (`cpython-312`), or None when no interpreter can compile them."""
+    return None if find_python() is None else "cpython-" + PYTHON_VERSION.replace(".", "")
+
+
+def compile_bytecode(root: Path, site: Path, python: str, log: Callable[[str], None]) -> None:
+    """Compiles every module under `root` (inside a layer's `site`) to unchecked-hash `.pyc` for the runtime's Python,
+    each naming its source by where Lambda puts it (/opt/python/...), so tracebacks show the right path."""
+    done = subprocess.run(
+        [
+            python,
+            "-m",
+            "compileall",
+            "-q",
+            "-j",
+            "0",
+            "--invalidation-mode",
+            "unchecked-hash",
+            "-s",
+            str(site),
+            "-p",
+            LAMBDA_SITE,
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        # A file that does not compile (a template, a Python 2 script some wheel ships) cannot be imported anyway.
+        failed = [line for line in done.stdout.splitlines() if line.startswith("***")]
+        log(f"bytecode: {len(failed)} file(s) under {root.name} did not compile and ship as source only")
+
+
 def _remove_empty_dirs(root: Path) -> None:
     for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
         if path.is_dir() and not any(path.iterdir()):
@@ -326,7 +467,9 @@ class LayerBuilder:
             self.log(f"layer {key}: up to date ({self.layer_dir(key)})")
         elif self._only_core_package_changed(key):
             # The common case while developing: no need to run pip again.
-            _copy_core_package(LAYERS[key], self.layer_dir(key) / "python")
+            site = self.layer_dir(key) / "python"
+            _copy_core_package(LAYERS[key], site)
+            self._compile(site / CORE_PACKAGE, site)
             self._write_record(key, {**(self.record(key) or {}), "hash": layer_hash(key)})
             self.log(f"layer {key}: refreshed {CORE_PACKAGE} only")
         else:
@@ -357,20 +500,60 @@ class LayerBuilder:
             self._pip_install(site, spec.requirements, constraints, staging)
             resolved = installed_distributions(site)
             dropped = remove_distributions(site, RUNTIME_PROVIDED | set(base_resolved))
+            unused = remove_distributions(site, unused_tooling_dependencies(site, spec.requirements))
             strip_tree(site)
             for package, patterns in PACKAGE_STRIPS.items():
                 strip_package(site, package, patterns)
             if spec.ships_core_package:
                 _copy_core_package(spec, site)
+            bytecode = self._compile(site, site) and self._bytecode_fits(key, site)
             (staging / "constraints.txt").unlink()
             shutil.rmtree(self.layer_dir(key), ignore_errors=True)
             staging.rename(self.layer_dir(key))
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        shipped = bytecode_tag() if bytecode else None
         record = {"hash": layer_hash(key), "requirements_hash": requirements_hash(key), "resolved": resolved}
-        self._write_record(key, {**record, "dropped": sorted(dropped)})
-        self.log(f"layer {key}: {tree_size(self.layer_dir(key)) / 2**20:.1f} MiB, dropped {sorted(dropped)}")
+        self._write_record(key, {**record, "dropped": sorted(dropped), "unused": sorted(unused), "bytecode": shipped})
+        self.log(
+            f"layer {key}: {tree_size(self.layer_dir(key)) / 2**20:.1f} MiB, dropped {sorted(dropped)}, "
+            f"unused {sorted(unused)}, bytecode {shipped or 'none'}"
+        )
+
+    def _compile(self, root: Path, site: Path) -> bool:
+        python = find_python()
+        if python is None:
+            self.log(
+                f"bytecode: no Python {PYTHON_VERSION} found (set {LAMBDA_PYTHON_ENV} to one); the layers ship "
+                "source only and every cold start compiles what it imports"
+            )
+            return False
+        compile_bytecode(root, site, python, self.log)
+        return True
+
+    def _bytecode_fits(self, key: Layer, site: Path) -> bool:
+        """Whether every function with this layer stays under Lambda's unzipped limit with its bytecode, beside its
+        other layers as currently built (the base layer, built first, always is). If not, this layer's bytecode goes:
+        a function that deploys matters more than its cold start. The base layer, small and in every function, always
+        keeps its bytecode."""
+        if LAYERS[key].ships_core_package:
+            return True
+        size = tree_size(site)
+        for spec in FUNCTIONS.values():
+            if key not in spec.layers:
+                continue
+            others = [self.layer_dir(other) for other in spec.layers if other != key and self.is_current(other)]
+            total = size + tree_size(spec.code_dir) + sum(tree_size(path) for path in others if path.is_dir())
+            if total > LAMBDA_UNZIPPED_LIMIT:
+                for cache in sorted(site.rglob("__pycache__")):
+                    shutil.rmtree(cache, ignore_errors=True)
+                self.log(
+                    f"bytecode: left out of layer {key}: {spec.key} would be {total / 2**20:.1f} MiB with it, over "
+                    f"Lambda's {LAMBDA_UNZIPPED_LIMIT / 2**20:.0f} MiB"
+                )
+                return False
+        return True
 
     def _pip_install(self, site: Path, requirements: Sequence[str], constraints: Sequence[str], staging: Path) -> None:
         constraints_file = staging / "constraints.txt"

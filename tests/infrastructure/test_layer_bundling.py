@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -162,6 +163,7 @@ SYSTEM_LIBRARIES = frozenset(
         "libstdc++.so.6",
         "libgcc_s.so.1",
         "ld-linux-x86-64.so.2",
+        "libz.so.1",  # zlib: the runtime's own Python links it
     }
 )
 # The modules validation imports: pyarrow, pyarrow.csv, pyarrow.compute, pyarrow.parquet (and pyarrow.fs under it).
@@ -270,3 +272,206 @@ def test_the_built_data_layer_ships_every_library_its_pyarrow_modules_need() -> 
     assert not [name for name in names if "flight" in name or "libarrow_s3" in name]
     assert not (package / "include").exists() and not (package / "src").exists()
     assert not [path for path in package.rglob("*") if path.suffix in {".pyx", ".pxd", ".pxi", ".h"}]
+
+
+# --- onnxruntime and numpy: what serving never loads goes ------------------------------------------------------------
+
+ONNXRUNTIME_WHEEL = {
+    # file -> (SONAME, NEEDED), shaped like onnxruntime 1.32's wheel: the Python module links the runtime in
+    "capi/onnxruntime_pybind11_state.cpython-312-x86_64-linux-gnu.so": (None, ["libstdc++.so.6", "libc.so.6"]),
+    "capi/libonnxruntime.so.1.32.0": ("libonnxruntime.so.1", ["libstdc++.so.6", "libc.so.6"]),
+    "capi/libonnxruntime_providers_shared.so": ("libonnxruntime_providers_shared.so", ["libc.so.6"]),
+}
+
+
+def fake_onnxruntime(site: Path) -> Path:
+    package = site / "onnxruntime"
+    for name, (soname, needed) in ONNXRUNTIME_WHEEL.items():
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_bytes(fake_elf(soname, needed))
+    for name in (
+        "__init__.py",
+        "capi/__init__.py",
+        "capi/onnxruntime_inference_collection.py",
+        "tools/symbolic_shape_infer.py",
+        "quantization/quantize.py",
+        "transformers/optimizer.py",
+        "backend/backend.py",
+        "datasets/__init__.py",
+    ):
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text("x = 1\n")
+    return package
+
+
+def test_onnxruntime_keeps_its_python_module_and_drops_its_c_api_and_tools(tmp_path: Path) -> None:
+    site = tmp_path / "python"
+    package = fake_onnxruntime(site)
+    strip_package(site, "onnxruntime", PACKAGE_STRIPS["onnxruntime"])
+    kept = sorted(path.relative_to(package).as_posix() for path in package.rglob("*") if path.is_file())
+    assert kept == [
+        "__init__.py",
+        "capi/__init__.py",
+        "capi/libonnxruntime_providers_shared.so",
+        "capi/onnxruntime_inference_collection.py",
+        "capi/onnxruntime_pybind11_state.cpython-312-x86_64-linux-gnu.so",
+    ]
+
+
+def dist_info(site: Path, name: str, requires: Sequence[str] = (), files: Sequence[str] = ()) -> None:
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    header = "".join(f"Requires-Dist: {requirement}\n" for requirement in requires)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n{header}\nbody\n")
+    for file in files:
+        (site / file).parent.mkdir(parents=True, exist_ok=True)
+        (site / file).write_text("x = 1\n")
+    (info / "RECORD").write_text("".join(f"{f},,\n" for f in files) + f"{info.name}/METADATA,,\n")
+
+
+def test_what_only_onnxruntimes_tools_need_goes_unless_something_kept_needs_it(tmp_path: Path) -> None:
+    site = tmp_path / "python"
+    dist_info(site, "onnxruntime", ["flatbuffers", "numpy>=1.21", "packaging", "protobuf>=4", 'sympy; extra == "x"'])
+    dist_info(site, "flatbuffers", files=["flatbuffers/__init__.py"])
+    dist_info(site, "packaging", files=["packaging/__init__.py"])
+    dist_info(site, "protobuf", files=["google/protobuf/__init__.py"])
+    dist_info(site, "numpy")
+    assert layer_bundling.unused_tooling_dependencies(site, ["onnxruntime==1.32.0"]) == [
+        "flatbuffers",
+        "packaging",
+        "protobuf",
+    ]
+    dist_info(site, "onnx", ["protobuf>=4", "numpy"])  # the training layer: onnx needs protobuf
+    assert layer_bundling.unused_tooling_dependencies(site, ["onnxruntime==1.32.0", "packaging==26.3"]) == [
+        "flatbuffers"
+    ]
+
+
+# --- bytecode: compiled for the runtime's Python, valid whatever the zip's timestamps ---------------------------------
+
+PYC_HEADER_SCRIPT = """
+import marshal, sys
+from pathlib import Path
+for path in sys.argv[1:]:
+    data = Path(path).read_bytes()
+    flags = int.from_bytes(data[4:8], "little")
+    print(flags, marshal.loads(data[16:]).co_filename)
+"""
+
+
+def test_layers_ship_unchecked_hash_bytecode_naming_their_lambda_paths(builder: LayerBuilder) -> None:
+    python = layer_bundling.find_python()
+    assert python is not None, "a Python 3.12 (Lambda's runtime) is needed to check the layers' bytecode"
+    site = builder.build(Layer.CORE) / "python"
+    sources = sorted(site.rglob("*.py"))
+    compiled = [source.parent / "__pycache__" / f"{source.stem}.cpython-312.pyc" for source in sources]
+    assert sources and all(path.is_file() for path in compiled)
+    done = subprocess.run(
+        [python, "-c", PYC_HEADER_SCRIPT, *map(str, compiled[:3])], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    for line, source in zip(done.stdout.splitlines(), sources[:3], strict=True):
+        flags, filename = line.split(" ", 1)
+        assert flags == "1"  # hash-based, not checked against the source: a zip's timestamps cannot stale it
+        assert filename == f"/opt/python/{source.relative_to(site).as_posix()}"
+    assert json.loads((builder.build_root / "core.json").read_text())["bytecode"] == "cpython-312"
+
+
+def test_without_a_runtime_python_layers_ship_source_only_and_the_build_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "fake_pip.py"
+    script.write_text(FAKE_PIP)
+    monkeypatch.setenv("FAKE_PIP_LOG", str(tmp_path / "pip.log"))
+    monkeypatch.setattr(layer_bundling, "find_python", lambda version=layer_bundling.PYTHON_VERSION: None)
+    said: list[str] = []
+    builder = LayerBuilder(tmp_path / "layers", pip=(sys.executable, str(script)), log=said.append)
+    site = builder.build(Layer.CORE) / "python"
+    assert (site / "loopml_core" / "__init__.py").exists() and not list(site.rglob("*.pyc"))
+    assert any("no Python 3.12 found" in message and "LOOPML_LAMBDA_PYTHON" in message for message in said)
+
+
+def test_whether_layers_ship_bytecode_is_part_of_every_layer_hash(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = {key: layer_hash(key) for key in LAYERS}
+    monkeypatch.setattr(layer_bundling, "find_python", lambda version=layer_bundling.PYTHON_VERSION: None)
+    assert all(layer_hash(key) != before[key] for key in LAYERS)
+
+
+# --- the real predict bundle: every module serving loads is there and runs on Python 3.12 ---------------------------
+
+SERVE_IN_THE_BUNDLE = """
+import json, sys
+from pathlib import Path
+from loopml_core.contract import DatasetContract
+from loopml_core.logic.inference import validate_records
+from loopml_core.serving import OnnxModel
+model = OnnxModel(Path(sys.argv[1]).read_bytes(), DatasetContract.model_validate(json.loads(sys.argv[2])))
+columns = validate_records(model.contract, [{"x": 1.5, "c": "a"}, {"x": None, "c": None}], 10)
+outputs = model.outputs(model.run(model.column_feeds(columns.numbers, columns.categories)))
+print(json.dumps(outputs.rows()))
+"""
+
+
+def test_the_built_predict_layers_serve_a_model_on_python_312(tmp_path: Path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from infra.declaration import FUNCTIONS
+    from loopml_core.contract import DatasetContract
+    from loopml_core.training import train
+
+    python = layer_bundling.find_python()
+    assert python is not None, "a Python 3.12 (Lambda's runtime) is needed to run the cp312 layers"
+    # Given the predict function's layers as built for Lambda (pip, manylinux cp312 wheels; cached)
+    builder = LayerBuilder(log=lambda _: None)
+    sites = [builder.build(key) / "python" for key in FUNCTIONS["predict"].layers]
+    inference = builder.layer_dir(Layer.INFERENCE) / "python"
+    for gone in ("onnxruntime/tools", "onnxruntime/transformers", "onnxruntime/quantization", "google", "flatbuffers"):
+        assert not (inference / gone).exists(), gone
+    assert not list((inference / "onnxruntime" / "capi").glob("libonnxruntime.so*"))
+    names = {path.name for site in sites for path in shared_objects(site)}
+    for site in sites:
+        for path, (_soname, needed) in shared_objects(site).items():
+            assert set(needed) <= names | SYSTEM_LIBRARIES, path.name
+    # And a model exported as training exports it
+    contract = {
+        "name": "tiny",
+        "task": "classification",
+        "target": "y",
+        "features": [
+            {"name": "x", "type": "float", "nullable": True},
+            {"name": "c", "type": "category", "values": ["a", "b"], "nullable": True},
+        ],
+    }
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=200), "c": rng.choice(["a", "b"], 200)})
+    frame["y"] = np.where(frame["x"] > 0, "p", "q")
+    (tmp_path / "model.onnx").write_bytes(train(DatasetContract.model_validate(contract), frame).onnx_model)
+    # When Python 3.12 serves it with nothing but those layers on its path
+    done = subprocess.run(
+        [python, "-s", "-c", SERVE_IN_THE_BUNDLE, str(tmp_path / "model.onnx"), json.dumps(contract)],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": ":".join(map(str, sites)), "PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"},
+        timeout=120,
+        check=False,
+    )
+    # Then it answers both records
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(done.stdout)
+    assert [row["index"] for row in rows] == [0, 1] and all(row["label"] in ("p", "q") for row in rows)
+
+
+def test_a_layer_whose_bytecode_would_put_a_function_over_lambdas_limit_ships_source_only(
+    builder: LayerBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    said: list[str] = []
+    builder.log = said.append
+    core = builder.build(Layer.CORE) / "python"  # the base layer, in every function, always keeps its bytecode
+    limit = layer_bundling.tree_size(core) + 2_000  # room for the training layer's source, not its bytecode too
+    monkeypatch.setattr(layer_bundling, "LAMBDA_UNZIPPED_LIMIT", limit)
+    training = builder.build(Layer.TRAINING) / "python"
+    assert list(core.rglob("*.pyc")) and not list(training.rglob("*.pyc"))
+    assert (training / "scikit_learn" / "__init__.py").exists()
+    assert any("left out of layer training: train_model" in message for message in said)
+    assert json.loads((builder.build_root / "training.json").read_text())["bytecode"] is None

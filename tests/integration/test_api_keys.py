@@ -172,13 +172,13 @@ def test_the_key_header_name_is_case_insensitive(api):
 
 def test_the_proxy_event_names_the_key_as_api_gateway_does(api, cloud, monkeypatch):
     seen = []
-    invoke = cloud.invoke
+    invoke = cloud.invoke_proxied
 
     def recording(function_key, event):
         seen.append(event)
         return invoke(function_key, event)
 
-    monkeypatch.setattr(cloud, "invoke", recording)
+    monkeypatch.setattr(cloud, "invoke_proxied", recording)
     key = ApiGatewayKeys(cloud.client("apigateway")).get(LOCAL_KEY_NAME, include_value=True)
     assert call(api, key.value)[0] == 200
     identity = seen[-1]["requestContext"]["identity"]

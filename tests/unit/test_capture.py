@@ -9,7 +9,15 @@ import pytest
 
 from infra import declaration as decl
 from infra.local.delivery import FirehoseS3Delivery, jq_partition_fields, matches_filter, render_prefix
-from loopml_core.capture import CAPTURE_MARKER, MAX_LINE_BYTES, ListSink, capture_lines, sampled
+from loopml_core.capture import (
+    CAPTURE_MARKER,
+    MAX_LINE_BYTES,
+    ListSink,
+    LogStreamSink,
+    capture_lines,
+    columnar_capture_lines,
+    sampled,
+)
 
 RECORDS = [{"tenure": 3, "plan": "pro"}, {"tenure": 40, "plan": "basic"}]
 OUTPUTS = [
@@ -66,6 +74,72 @@ def test_a_request_too_large_for_a_log_event_is_split_with_each_lines_first_inde
     parsed = [json.loads(text) for text in texts]
     assert [p["first"] for p in parsed] == [sum(q["n"] for q in parsed[:i]) for i in range(len(parsed))]
     assert [v for p in parsed for v in p["features"]["tenure"]] == list(range(300))
+
+
+def columnar(**overrides):
+    arguments = {
+        "model": "churn",
+        "version": 3,
+        "retention": "30d",
+        "request_id": "req-1",
+        "at": "t",
+        "features": {"tenure": (3, 40), "plan": ("pro", "basic")},
+        "prediction": ["yes", "no"],
+        "classes": ["no", "yes"],
+        "probabilities": [[0.2, 0.8], [0.9, 0.1]],
+    } | overrides
+    return list(columnar_capture_lines(**arguments))
+
+
+def test_columnar_lines_are_written_from_the_validated_columns_as_they_were_sent():
+    [line] = columnar()
+    assert isinstance(line, bytes)
+    document = json.loads(line)
+    assert document == lines()[0] | {"at": "t"}
+    [with_nulls] = columnar(features={"tenure": (3, None), "plan": (None, "basic")})
+    assert json.loads(with_nulls)["features"] == {"tenure": [3, None], "plan": [None, "basic"]}
+
+
+def test_a_thousand_wide_records_are_cut_into_few_lines_that_each_fit_a_log_event():
+    # Given a request of 1000 records of 20 features, too large for one log event
+    count = 1000
+    features = {f"f{i}": tuple(1234.5678 + j for j in range(count)) for i in range(20)}
+    prediction = ["yes"] * count
+    # When it is captured
+    texts = columnar(features=features, prediction=prediction, probabilities=[[0.25, 0.75]] * count)
+    # Then every line fits, the lines follow each other, and they are few (sized from a sample, not halved)
+    parsed = [json.loads(text) for text in texts]
+    assert all(len(text) <= MAX_LINE_BYTES for text in texts)
+    assert [p["first"] for p in parsed] == [sum(q["n"] for q in parsed[:i]) for i in range(len(parsed))]
+    assert sum(p["n"] for p in parsed) == count and len(texts) <= 3
+    assert [v for p in parsed for v in p["features"]["f7"]] == list(features["f7"])
+
+
+def test_the_line_limit_counts_utf8_bytes_not_characters():
+    wide = ("é" * 900,) * 300  # 1800 bytes per value in UTF-8, 900 characters
+    texts = columnar(features={"plan": wide}, prediction=["no"] * 300, probabilities=[[0.5, 0.5]] * 300)
+    assert len(texts) > 1 and all(len(text) <= MAX_LINE_BYTES for text in texts)
+
+
+def test_the_log_stream_sink_writes_byte_lines_whole_and_in_order(capfdbinary):
+    # Given stdout as a Lambda function has it (a file descriptor), something printed before the capture line
+    print("before", flush=False)
+    # When byte lines and a text line are emitted
+    LogStreamSink().emit([b'{"loopml_capture":1}', '{"loopml_capture":2}'])
+    print("after")
+    # Then each is one line, in order, flushed
+    assert capfdbinary.readouterr().out.splitlines() == [
+        b"before",
+        b'{"loopml_capture":1}',
+        b'{"loopml_capture":2}',
+        b"after",
+    ]
+
+
+def test_a_sink_given_a_text_writer_gets_text():
+    written: list[str] = []
+    LogStreamSink(written.append).emit([b"{}", "{}"])
+    assert written == ["{}\n", "{}\n"]
 
 
 def test_sampling_follows_the_rate():

@@ -1,4 +1,5 @@
-"""The serving path (serving, evaluation, drift) must run on the inference layer: numpy and onnxruntime only."""
+"""The serving path (serving, evaluation, drift) must run on the inference layer: numpy and onnxruntime only (and
+orjson, which the core layer ships)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from loopml_core.training import train
 CORE = Path(__file__).resolve().parents[2] / "layers" / "core"
 SERVING_MODULES = ("serving", "evaluation", "drift")
 FORBIDDEN = ("sklearn", "pandas", "skl2onnx", "onnx", "joblib", "cloudpickle", "dill", "scipy")
-ALLOWED_THIRD_PARTY = {"numpy", "onnxruntime", "loopml_core", "pydantic"}
+ALLOWED_THIRD_PARTY = {"numpy", "onnxruntime", "loopml_core", "pydantic", "orjson"}
 # numpy itself imports the pickle module, so the subprocess cannot assert its absence; the source check below makes
 # sure none of the serving modules loads anything through it.
 PICKLE_LOADERS = {"pickle", "cPickle", "_pickle", "shelve", "marshal", "joblib", "cloudpickle", "dill"}

@@ -7,6 +7,11 @@ Graph convention shared with `loopml_core.training`: one input per contract feat
 int and float features are float32 tensors, category features string tensors (a null category is the empty string,
 which the one-hot encoder ignores). Classifiers output a string label tensor and a float probability matrix whose
 columns follow the class list stored in the model's metadata; regressors output one float tensor.
+
+The request path is columnar: `OnnxModel.column_feeds` turns checked feature columns into the graph's tensors,
+`OnnxModel.run` runs them, and `OnnxModel.outputs` reads the answer back as `ModelOutputs` (a label list and a
+probability matrix, or a value list) that the response and the capture line are both written from. `predict` keeps
+the record-by-record interface for evaluation and training's parity checks.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 from numpy.typing import NDArray
 
 from loopml_core.contract import DatasetContract, Task
@@ -44,7 +51,7 @@ def classification_outputs(
     labels: Sequence[Any], probabilities: NDArray[Any], classes: Sequence[str]
 ) -> list[dict[str, Any]]:
     """Serving shape of classifier outputs: `{"label": str, "probabilities": {class: p}}` with p rounded."""
-    rounded = np.round(np.asarray(probabilities, dtype=np.float64), PROBABILITY_DECIMALS).tolist()
+    rounded = rounded_probabilities(probabilities)
     return [
         {"label": str(label), "probabilities": dict(zip(classes, row, strict=True))}
         for label, row in zip(labels, rounded, strict=True)
@@ -53,11 +60,67 @@ def classification_outputs(
 
 def regression_outputs(values: NDArray[Any]) -> list[dict[str, Any]]:
     """Serving shape of regressor outputs: `{"value": float}`."""
+    return [{"value": value} for value in regression_values(values)]
+
+
+def regression_values(values: NDArray[Any]) -> list[float]:
+    """A regressor's outputs as Python floats. A float32 output becomes the shortest decimal that round-trips to it,
+    not float64 noise such as 3.140000104904175 (orjson writes float32 that way; reading it back keeps it)."""
     flat = np.asarray(values).reshape(-1)
     if flat.dtype == np.float32:
-        # The shortest decimal that round-trips to the float32, not float64 noise such as 3.140000104904175.
-        return [{"value": float(str(v))} for v in flat]
-    return [{"value": float(v)} for v in flat.astype(np.float64)]
+        parsed: list[float] = orjson.loads(orjson.dumps(flat, option=orjson.OPT_SERIALIZE_NUMPY))
+        return parsed
+    converted: list[float] = flat.astype(np.float64).tolist()
+    return converted
+
+
+@dataclass(frozen=True)
+class ModelOutputs:
+    """A model's answers to n records, column by column, as the response and the capture line both need them.
+
+    A classifier fills `labels` and `probabilities` (one row per record, columns in `classes` order, rounded to
+    `PROBABILITY_DECIMALS`); a regressor fills `values`.
+    """
+
+    classes: list[str] | None
+    labels: list[str] | None = None
+    probabilities: list[list[float]] | None = None
+    values: list[float] | None = None
+
+    @property
+    def prediction(self) -> list[Any]:
+        """What was predicted for each record: a classifier's labels, a regressor's values."""
+        return list(self.values or ()) if self.labels is None else self.labels
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The serving shape, one dict per record in order, each with its `index` in the request."""
+        if self.labels is None:
+            return [{"index": index, "value": value} for index, value in enumerate(self.values or ())]
+        classes = self.classes or []
+        probabilities = self.probabilities or []
+        if len(classes) == 2:  # the common case, written out: twice as fast as dict(zip()) per record
+            first, second = classes
+            return [
+                {"index": index, "label": label, "probabilities": {first: p_first, second: p_second}}
+                for index, (label, (p_first, p_second)) in enumerate(zip(self.labels, probabilities, strict=True))
+            ]
+        return [
+            {"index": index, "label": label, "probabilities": dict(zip(classes, row, strict=True))}
+            for index, (label, row) in enumerate(zip(self.labels, probabilities, strict=True))
+        ]
+
+
+def rounded_probabilities(probabilities: NDArray[Any]) -> list[list[float]]:
+    """A probability matrix as rows of Python floats rounded to `PROBABILITY_DECIMALS`."""
+    rows: list[list[float]] = np.round(np.asarray(probabilities, dtype=np.float64), PROBABILITY_DECIMALS).tolist()
+    return rows
+
+
+def category_column(values: Sequence[Any], has_null: bool = True) -> NDArray[Any]:
+    """A category feature's values as the graph takes them: an object array of strings, "" for a null."""
+    if not has_null:
+        return np.array(values, dtype=object)
+    return np.array([_category_cell(value) for value in values], dtype=object)
 
 
 def _numeric_cell(value: Any) -> float:
@@ -145,6 +208,30 @@ class OnnxModel:
                 column = np.array([_category_cell(r.get(f.name)) for r in records], dtype=object)
             feeds[f.name] = column.reshape(-1, 1)
         return feeds
+
+    def column_feeds(
+        self, numbers: NDArray[np.float64], categories: Mapping[str, NDArray[Any]]
+    ) -> dict[str, NDArray[Any]]:
+        """The graph's [n, 1] tensors from checked columns: `numbers` holds the int and float features, one row each
+        in contract order, float64 with NaN for a null; `categories` each category feature as an object array of
+        strings made by `category_column`."""
+        as_float32 = numbers.astype(np.float32)
+        feeds: dict[str, NDArray[Any]] = {}
+        row = 0
+        for f in self.contract.features:
+            if f.is_numeric:
+                feeds[f.name] = as_float32[row].reshape(-1, 1)
+                row += 1
+                continue
+            feeds[f.name] = categories[f.name].reshape(-1, 1)
+        return feeds
+
+    def outputs(self, results: Sequence[NDArray[Any]]) -> ModelOutputs:
+        """What `run` returned, read back column by column."""
+        if self.classes is None:
+            return ModelOutputs(None, values=regression_values(results[0]))
+        labels: list[str] = np.asarray(results[0]).reshape(-1).tolist()  # onnxruntime gives str objects
+        return ModelOutputs(self.classes, labels=labels, probabilities=rounded_probabilities(results[1]))
 
     def run(self, feeds: Mapping[str, NDArray[Any]]) -> list[NDArray[Any]]:
         """One session run on [n, 1] feature columns typed as the graph expects (see `feeds`): the raw outputs, the

@@ -2,6 +2,11 @@
 
 Imports onnxruntime and numpy only (through loopml_core.serving); never scikit-learn or pandas, never pickle.
 Capture goes to a `CaptureSink` (the function's log stream), never to S3 from the request path.
+
+The request path is columnar. Validation builds each feature's column once and checks it with numpy (types, nulls,
+finite, float32 range, integers, min/max, category membership); only a request that fails is walked record by
+record, to name every fault with its record and field. The model is fed straight from the checked columns, and the
+capture line is written from the same columns and the model's outputs.
 """
 
 from __future__ import annotations
@@ -9,24 +14,166 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from loopml_core.adapters.object_store import ObjectStore
-from loopml_core.capture import CaptureSink, capture_lines, retention_class, sampled
+from loopml_core.capture import CaptureSink, columnar_capture_lines, retention_class, sampled
 from loopml_core.clock import iso
 from loopml_core.contract import DatasetContract, Feature, FeatureType, OutOfRange
 from loopml_core.errors import FieldProblem, InvalidRequestError
 from loopml_core.registry import Registry
-from loopml_core.serving import OnnxModel
+from loopml_core.serving import ModelOutputs, OnnxModel, category_column
 
 MAX_PROBLEMS = 50
 DEFAULT_ALIAS_TTL_S = 5.0  # how stale a warm container's champion may be after a promotion or rollback
+FLOAT32_MAX = 3.4028234663852886e38  # the model computes in float32: a larger number would reach it as infinity
+NUMBER_TYPES = frozenset({int, float})  # exactly: a bool is not a number here, nor is a str holding one
+NULL_TYPE = type(None)
 
 
-def validate_records(contract: DatasetContract, records: Any, max_records: int) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class FeatureColumns:
+    """Records that passed the contract, held column by column, in record order.
+
+    `values` are each feature's values as the client sent them (what capture records). `numbers` holds the int and
+    float features for the model, one row per feature in contract order, float64 with NaN for a null; `categories`
+    holds each category feature as the graph takes it (`serving.category_column`: strings, "" for a null).
+    """
+
+    count: int
+    values: dict[str, Sequence[Any]]
+    numbers: NDArray[np.float64]
+    categories: dict[str, NDArray[Any]]
+
+
+class RecordValidator:
+    """Checks request records against one contract (built once per loaded model, used for every request).
+
+    Every numeric feature is checked at once, as one [features, records] float64 matrix against per-feature bounds,
+    so a request costs a dozen numpy operations whatever its width; only the types are looked at value by value.
+    """
+
+    def __init__(self, contract: DatasetContract) -> None:
+        self.contract = contract
+        self.names = contract.feature_names
+        numeric = [f for f in contract.features if f.is_numeric]
+        self._numeric_names = [f.name for f in numeric]
+        self._nullable = np.array([f.nullable for f in numeric], dtype=bool).reshape(-1, 1)
+        self._integers = np.array([f.type is FeatureType.INT for f in numeric], dtype=bool)
+        reject = contract.serving.out_of_range != OutOfRange.ACCEPT
+        # NaN where a feature has no bound (or out-of-range values are accepted): a comparison with NaN is false.
+        self._minimum = np.array([f.min if reject and f.min is not None else np.nan for f in numeric]).reshape(-1, 1)
+        self._maximum = np.array([f.max if reject and f.max is not None else np.nan for f in numeric]).reshape(-1, 1)
+        self._categories = {
+            f.name: (frozenset(f.values or ()), f.nullable) for f in contract.features if not f.is_numeric
+        }
+
+    def validate(self, records: Any, max_records: int) -> FeatureColumns:
+        """The records as checked columns; raises InvalidRequestError naming every field at fault (up to 50)."""
+        _check_shape(records, max_records)
+        columns = self._columns(records)
+        if columns is not None:
+            return columns
+        problems = record_problems(self.contract, records)
+        if problems:
+            raise InvalidRequestError(f"{len(problems)} invalid field(s) in 'records'", problems)
+        # The record walk is the rule; the vectorised checks only skip it. Values they do not know (a numpy scalar
+        # from a Python caller, say) that the rule accepts are converted one by one.
+        return self._columns_of(records, {name: [record[name] for record in records] for name in self.names})
+
+    def _row_getter(self, first: Any) -> Callable[[Any], tuple[Any, ...]]:
+        """A function giving a record's values in contract order. It looks the features up with the first record's own
+        key objects: orjson hands every record the same key strings, and a dict lookup that finds the very object it
+        was given skips comparing the characters (twice as fast over a thousand records)."""
+        keys = {key: key for key in first} if isinstance(first, dict) else {}
+        names = [keys.get(name, name) for name in self.names]
+        if len(names) == 1:
+            return _single_field_row(names[0])
+        return itemgetter(*names)
+
+    def _columns(self, records: list[Any]) -> FeatureColumns | None:
+        """Each feature's column, checked with vectorised tests; None as soon as anything is at fault."""
+        try:
+            rows = list(map(self._row_getter(records[0]), records))
+        except (KeyError, TypeError, IndexError):  # a record that is not an object, or lacks a feature
+            return None
+        if set(map(len, records)) != {len(self.names)}:  # every feature is there: a longer record has extra fields
+            return None
+        values: dict[str, Sequence[Any]] = dict(zip(self.names, zip(*rows, strict=True), strict=True))
+        numeric = [values[name] for name in self._numeric_names]
+        kinds = set(map(type, chain.from_iterable(numeric)))
+        if not kinds <= NUMBER_TYPES | {NULL_TYPE}:
+            return None
+        shape = (len(numeric), len(records))
+        try:  # a None becomes NaN
+            numbers = np.fromiter(chain.from_iterable(numeric), np.float64, shape[0] * shape[1]).reshape(shape)
+        except OverflowError:  # an int beyond float64 (only a Python caller can send one: a JSON body cannot)
+            return None
+        if not self._numbers_pass(numbers, numeric, float in kinds):
+            return None
+        categories: dict[str, NDArray[Any]] = {}
+        for name, (allowed, nullable) in self._categories.items():
+            column = values[name]
+            try:
+                seen = set(column)
+            except TypeError:  # an object or a list where a string belongs
+                return None
+            has_null = None in seen
+            if has_null:
+                if not nullable:
+                    return None
+                seen.discard(None)
+            if set(map(type, seen)) - {str} or not seen <= allowed:
+                return None
+            categories[name] = category_column(column, has_null)
+        return FeatureColumns(len(records), values, numbers, categories)
+
+    def _numbers_pass(self, numbers: NDArray[np.float64], numeric: list[Sequence[Any]], has_float: bool) -> bool:
+        not_finite = ~np.isfinite(numbers)
+        if not_finite.any():
+            # Nulls became NaN: each feature's count of non-finite values must be its count of nulls, and only a
+            # nullable feature may hold one. Anything else is a NaN or an infinity sent as a number.
+            for row in np.flatnonzero(not_finite.any(axis=1)):
+                if not self._nullable[row, 0] or numeric[row].count(None) != int(not_finite[row].sum()):
+                    return False
+        with np.errstate(invalid="ignore"):  # NaN (a null, or no bound) compares false everywhere below
+            if (np.abs(numbers) > FLOAT32_MAX).any():
+                return False
+            if has_float and self._integers.any():
+                integers = numbers[self._integers]
+                if ((integers != np.trunc(integers)) & np.isfinite(integers)).any():  # NaN != NaN: nulls are out
+                    return False
+            if (numbers < self._minimum).any() or (numbers > self._maximum).any():
+                return False
+        return True
+
+    def _columns_of(self, records: list[Any], values: dict[str, Sequence[Any]]) -> FeatureColumns:
+        numeric = [[math.nan if v is None else float(v) for v in values[name]] for name in self._numeric_names]
+        numbers = np.array(numeric, dtype=np.float64).reshape(len(numeric), len(records))
+        categories = {name: category_column(values[name]) for name in self._categories}
+        return FeatureColumns(len(records), values, numbers, categories)
+
+
+def _single_field_row(name: str) -> Callable[[Any], tuple[Any]]:
+    def row(record: Any) -> tuple[Any]:
+        return (record[name],)
+
+    return row
+
+
+def validate_records(contract: DatasetContract, records: Any, max_records: int) -> FeatureColumns:
     """Check `records` against the contract; raise InvalidRequestError naming every field at fault (up to 50)."""
+    return RecordValidator(contract).validate(records, max_records)
+
+
+def _check_shape(records: Any, max_records: int) -> None:
     if not isinstance(records, list):
         raise InvalidRequestError("'records' must be a list of objects", [FieldProblem("records", "must be a list")])
     if not records:
@@ -37,6 +184,10 @@ def validate_records(contract: DatasetContract, records: Any, max_records: int) 
             [FieldProblem("records", f"at most {max_records} records per request")],
             status_code=413,
         )
+
+
+def record_problems(contract: DatasetContract, records: list[Any]) -> list[FieldProblem]:
+    """Every field at fault, record by record (at most `MAX_PROBLEMS`): the rule the vectorised checks implement."""
     expected = contract.feature_names
     accept = contract.serving.out_of_range == OutOfRange.ACCEPT
     problems: list[FieldProblem] = []
@@ -55,17 +206,12 @@ def validate_records(contract: DatasetContract, records: Any, max_records: int) 
                     problems.append(FieldProblem(feature.name, message, index))
         if len(problems) >= MAX_PROBLEMS:
             break
-    if problems:
-        raise InvalidRequestError(f"{len(problems)} invalid field(s) in 'records'", problems[:MAX_PROBLEMS])
-    return records
-
-
-FLOAT32_MAX = 3.4028234663852886e38  # the model computes in float32: a larger number would reach it as infinity
+    return problems[:MAX_PROBLEMS]
 
 
 def _value_problem(feature: Feature, value: Any, accept_out_of_range: bool) -> str | None:
     if value is None:
-        return "must not be null"
+        return None if feature.nullable else "must not be null"
     if feature.type is FeatureType.CATEGORY:
         if not isinstance(value, str):
             return f"must be a string, one of {list(feature.values or ())}"
@@ -98,6 +244,7 @@ class LoadedModel:
     version: int
     contract: DatasetContract
     model: OnnxModel
+    validator: RecordValidator
 
 
 @dataclass(frozen=True)
@@ -145,7 +292,8 @@ class PredictionService:
             with self._lock:
                 artifact = self.store.get(version.artifact.bucket, version.artifact.key, version.artifact.version_id)
                 contract = self.registry.contract(name)
-                loaded = LoadedModel(name, version.version, contract, OnnxModel(artifact, contract))
+                model = OnnxModel(artifact, contract)
+                loaded = LoadedModel(name, version.version, contract, model, RecordValidator(contract))
                 self._loaded[name] = loaded
                 self.loads += 1
         self._checked_at[name] = now
@@ -165,27 +313,31 @@ class PredictionService:
         }
 
     def predict(self, name: str, records: Any, request_id: str) -> Prediction:
+        """Validate `records` against the champion's contract, predict, capture; answers in record order."""
         loaded = self.champion(name)
-        checked = validate_records(loaded.contract, records, self.max_records)
-        outputs = loaded.model.predict(checked)
+        columns = loaded.validator.validate(records, self.max_records)
+        outputs = self._run(loaded, columns)
         if sampled(loaded.contract.monitoring.sample_rate):
-            self._capture(loaded, checked, outputs, request_id)
-        predictions = [{"index": index, **output} for index, output in enumerate(outputs)]
-        return Prediction(name, loaded.version, request_id, predictions)
+            self._capture(loaded, columns, outputs, request_id)
+        return Prediction(name, loaded.version, request_id, outputs.rows())
 
-    def _capture(
-        self, loaded: LoadedModel, records: list[dict[str, Any]], outputs: list[dict[str, Any]], request_id: str
-    ) -> None:
-        lines = capture_lines(
+    @staticmethod
+    def _run(loaded: LoadedModel, columns: FeatureColumns) -> ModelOutputs:
+        """One session run of the model on the checked columns."""
+        model = loaded.model
+        return model.outputs(model.run(model.column_feeds(columns.numbers, columns.categories)))
+
+    def _capture(self, loaded: LoadedModel, columns: FeatureColumns, outputs: ModelOutputs, request_id: str) -> None:
+        lines = columnar_capture_lines(
             model=loaded.name,
             version=loaded.version,
             retention=retention_class(loaded.contract.monitoring.retention_days),
             request_id=request_id,
             at=iso(),
-            features=loaded.contract.feature_names,
-            records=records,
-            outputs=outputs,
-            classes=loaded.model.classes,
+            features=columns.values,
+            prediction=outputs.prediction,
+            classes=outputs.classes,
+            probabilities=outputs.probabilities,
         )
         try:
             self.capture.emit(lines)
