@@ -31,10 +31,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
+from loopml_core import routing
 from loopml_core.adapters.object_store import S3ObjectStore
 from loopml_core.adapters.table import DynamoTable
+from loopml_core.after_response import AfterResponse
 from loopml_core.capture import LogStreamSink
-from loopml_core.errors import InvalidRequestError, NotFoundError
+from loopml_core.errors import FieldProblem, InvalidRequestError, NotFoundError
 from loopml_core.logic.inference import PredictionService
 from loopml_core.observability import logger, metrics, tracer
 from loopml_core.registry import Registry
@@ -129,6 +131,7 @@ def service() -> PredictionService:
         settings.max_records_per_request,
         on_capture_error=_capture_failed,
         alias_ttl_s=settings.alias_ttl_seconds,
+        on_shadow_error=_shadow_failed,
     )
 
 
@@ -368,11 +371,32 @@ def describe_model(name: MODEL_NAME) -> dict[str, Any]:
 @tracer.capture_method
 def predict(name: MODEL_NAME, request: Annotated[PredictRequest, Body()]) -> Response[str]:
     request_id = app.current_event.request_context.request_id or "local"
-    answer = service().predict(name, request.records, request_id)
+    answer = service().predict(name, request.records, request_id, client_key=_client_key(), defer=after_response.defer)
     metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(answer.predictions))
     body = {"model": name, "version": answer.version, "request_id": request_id, "predictions": answer.predictions}
-    headers = {"X-Model-Version": str(answer.version), "X-Request-Id": request_id}
+    headers = {
+        "X-Model-Version": str(answer.version),
+        "X-LoopML-Variant": answer.variant,
+        "X-Request-Id": request_id,
+    }
     return Response(200, content_types.APPLICATION_JSON, _json(body), headers=headers)
+
+
+def _client_key() -> str | None:
+    """The client's routing key (`X-LoopML-Key`): one client sees one version during a canary or an A/B test."""
+    try:
+        return routing.client_key(app.current_event.headers)
+    except ValueError as error:
+        raise InvalidRequestError(str(error), [FieldProblem(routing.CLIENT_KEY_HEADER, str(error))], 400) from error
+
+
+def _shadow_failed(error: Exception) -> None:
+    logger.warning("shadow scoring failed; the answer was not affected", extra={"error": repr(error)})
+    metrics.add_metric(name="ShadowErrors", unit=MetricUnit.Count, value=1)
+
+
+# A challenger in shadow scores what the champion answered after the response has gone (an internal extension).
+after_response = AfterResponse.for_environment(on_error=_shadow_failed)
 
 
 def _no_cyclic_gc_during(handler: Callable[..., Any]) -> Callable[..., Any]:
@@ -397,6 +421,7 @@ def _no_cyclic_gc_during(handler: Callable[..., Any]) -> Callable[..., Any]:
     return invoke
 
 
+@after_response.handler
 @_no_cyclic_gc_during
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler

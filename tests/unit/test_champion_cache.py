@@ -3,10 +3,13 @@ promotion or rollback reaches it within that bound."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
 from infra.demo import data
+from loopml_core import routing
 from loopml_core.adapters.object_store import InMemoryObjectStore
 from loopml_core.adapters.table import InMemoryTable
 from loopml_core.capture import ListSink
@@ -42,6 +45,10 @@ class CountingTable(InMemoryTable):
         self.reads += 1
         return super().get(pk, sk)
 
+    def query(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.reads += 1
+        return super().query(*args, **kwargs)
+
 
 class Clock:
     def __init__(self) -> None:
@@ -52,17 +59,25 @@ class Clock:
 
 
 @pytest.fixture(scope="module")
-def artifact() -> bytes:
-    return train(CONTRACT, pd.DataFrame(data.customers(400, seed=1))).onnx_model
+def artifacts() -> dict[str, bytes]:
+    """Two models that answer differently: v1 a boosted ensemble, v2 a logistic regression on other data."""
+    v2_contract = CONTRACT.model_copy(update={"algorithm": "logistic_regression"})
+    return {
+        "run-1": train(CONTRACT, pd.DataFrame(data.customers(400, seed=1))).onnx_model,
+        "run-2": train(v2_contract, pd.DataFrame(data.customers(400, seed=2, shifted=True))).onnx_model,
+    }
 
 
 @pytest.fixture
-def world(artifact):
+def world(artifacts):
     store, table = InMemoryObjectStore(), CountingTable()
     registry = Registry(table)
     registry.declare_dataset(CONTRACT)
-    stored = store.put("artifacts", "model.onnx", artifact)
-    ref = ObjectRef(bucket="artifacts", key="model.onnx", version_id=stored.version_id)
+    refs = {}
+    for run, artifact in artifacts.items():
+        stored = store.put("artifacts", f"{run}/model.onnx", artifact)
+        refs[run] = ObjectRef(bucket="artifacts", key=f"{run}/model.onnx", version_id=stored.version_id)
+    ref = refs["run-1"]
     upload = UploadOutcome(dataset="churn", source_key="k", status=UploadStatus.ACCEPTED, summary="", at="t")
     registry.register_dataset_version(
         "churn",
@@ -88,8 +103,8 @@ def world(artifact):
                 task="classification",
                 dataset_version=1,
                 execution=run,
-                artifact=ref,
-                baseline=ref,
+                artifact=refs[run],
+                baseline=refs[run],
                 metrics={},
                 code_version="t",
                 promoted=True,
@@ -132,3 +147,91 @@ def test_an_alias_move_reaches_a_warm_container_within_the_ttl(world, move):
     clock.now += 0.2
     assert served(service) == after  # past it: never
     assert service.loads == 2
+
+
+# --- canary, A/B and shadow on the request path ----------------------------------------------------------------
+
+
+MANY = data.requests_for(data.customers(40, seed=11))
+
+
+def answers(service: PredictionService, **kwargs) -> list[dict]:
+    return service.predict("churn", MANY, "req-a", **kwargs).predictions
+
+
+def test_a_canary_answers_each_client_with_the_version_routing_chose_every_time(world):
+    # Given v2 deployed as a canary to half the clients
+    service, registry, _, clock = world
+    registry.deploy("churn", 2, "canary", 50, "try v2")
+    clock.now += 5.0
+    state = registry.serving_state("churn")
+    # When clients with keys ask, twice each
+    served = {}
+    for client in (f"client-{i}" for i in range(200)):
+        first = service.predict("churn", RECORDS, f"{client}-1", client_key=client)
+        again = service.predict("churn", RECORDS, f"{client}-2", client_key=client)
+        # Then each client got one version, the one routing picks for it, and says so
+        assert (
+            first.version == again.version == routing.route(state, client_key=client, request_id="x").answering_version
+        )
+        assert first.variant == ("challenger" if first.version == 2 else "champion")
+        served[client] = first.version
+    # And both versions answered a share near the weight (binomial, 200 clients: 5 sigma is ±35)
+    assert 65 <= sum(v == 2 for v in served.values()) <= 135
+    # And the two versions really are different models
+    assert answers(service, client_key=next(c for c, v in served.items() if v == 1)) != answers(
+        service, client_key=next(c for c, v in served.items() if v == 2)
+    )
+
+
+def test_a_shadow_never_changes_the_answer_and_scores_after_it(world):
+    service, registry, _, clock = world
+    sink = service.capture
+    # Given the champion's answers with no deployment
+    alone = answers(service)
+    # When v2 shadows it
+    registry.deploy("churn", 2, "shadow", None, "watch v2")
+    clock.now += 5.0
+    deferred = []
+    before = len(sink.lines)
+    shadowed = service.predict("churn", MANY, "req-a", client_key="anyone", defer=deferred.append)
+    # Then the champion answered, exactly as before, and only its line was captured with the response
+    assert (shadowed.version, shadowed.variant, shadowed.predictions) == (1, "champion", alone)
+    [answered] = [json.loads(line) for line in sink.lines[before:]]
+    assert answered["version"] == 1 and "shadow" not in answered
+    # And after the response v2 scored the same records, captured as a shadow line of the same request
+    [task] = deferred
+    task()
+    [shadow] = [json.loads(line) for line in sink.lines[before + 1 :]]
+    assert (shadow["version"], shadow["shadow"], shadow["request_id"], shadow["n"]) == (2, True, "req-a", len(MANY))
+    assert shadow["features"] == answered["features"] and shadow["prediction"] != answered["prediction"]
+
+
+def test_a_failing_shadow_scoring_is_reported_and_the_answer_stands(world, monkeypatch):
+    service, registry, _, clock = world
+    failures = []
+    service._on_shadow_error = failures.append
+    assert service.predict("churn", RECORDS, "warm").version == 1  # v1 in memory
+    registry.deploy("churn", 2, "shadow", None, "watch v2")
+    clock.now += 5.0
+    monkeypatch.setattr(service.store, "get", lambda *args: (_ for _ in ()).throw(OSError("artefact gone")))
+    service._loaded.pop(("churn", 2), None)
+    assert service.predict("churn", RECORDS, "req").version == 1  # v2's artefact cannot be read: v1 answers anyway
+    assert [str(f) for f in failures] == ["artefact gone"]
+
+
+def test_a_rollback_stops_the_challengers_traffic_within_the_ttl(world):
+    service, registry, table, clock = world
+    assert served(service) == 1  # v1 in memory
+    registry.deploy("churn", 2, "canary", 99, "almost everyone")
+    clock.now += 5.0
+    keys = [f"c{i}" for i in range(30)]
+    assert any(service.predict("churn", RECORDS, k, client_key=k).version == 2 for k in keys)
+    registry.rollback("churn")
+    reads = table.reads
+    clock.now += 4.9
+    assert table.reads == reads  # within the bound: no registry read, the deployment may still answer
+    clock.now += 0.2
+    assert {service.predict("churn", RECORDS, k, client_key=k).version for k in keys} == {1}
+    assert table.reads == reads + 1  # one read for the champion and the deployment together
+    assert ("churn", 2) not in service._loaded  # and the challenger's model is let go

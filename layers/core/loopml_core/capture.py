@@ -93,11 +93,13 @@ def columnar_capture_lines(
     prediction: Sequence[Any],
     classes: Sequence[str] | None = None,
     probabilities: Sequence[Sequence[float]] | None = None,
+    shadow: bool = False,
 ) -> Iterator[bytes]:
     """The capture lines of one request, as UTF-8 JSON: one line unless the request is too large for a log event.
 
     `features` holds each feature's values in record order, `prediction` the labels (or values) and `probabilities`
-    one row per record in `classes` order (classifiers only).
+    one row per record in `classes` order (classifiers only). `shadow` marks a challenger's scoring of a request
+    another version answered: monitoring counts such lines per version but never as served traffic.
     """
     total = len(prediction)
     step = total
@@ -106,13 +108,26 @@ def columnar_capture_lines(
         # find it must be cut.
         sample = min(total, SIZE_SAMPLE)
         width = len(
-            _line(model, version, retention, request_id, at, features, prediction, classes, probabilities, 0, sample)
+            _line(
+                model,
+                version,
+                retention,
+                request_id,
+                at,
+                features,
+                prediction,
+                classes,
+                probabilities,
+                0,
+                sample,
+                shadow,
+            )
         )
         step = max(1, min(total, int(MAX_LINE_BYTES * LINE_FILL * sample / width)))
     first = 0
     while first < total:
         line = _line(
-            model, version, retention, request_id, at, features, prediction, classes, probabilities, first, step
+            model, version, retention, request_id, at, features, prediction, classes, probabilities, first, step, shadow
         )
         if len(line) > MAX_LINE_BYTES and step > 1:
             step = max(1, step // 2)  # rarely taken: records much wider than the sample
@@ -133,6 +148,7 @@ def _line(
     probabilities: Sequence[Sequence[float]] | None,
     first: int,
     count: int,
+    shadow: bool = False,
 ) -> bytes:
     whole = first == 0 and count >= len(prediction)
     window = slice(first, first + count)
@@ -151,6 +167,8 @@ def _line(
     if classes is not None:
         document["classes"] = list(classes)
         document["probabilities"] = (probabilities if whole else probabilities[window]) if probabilities else []
+    if shadow:
+        document["shadow"] = True
     # orjson writes the validated columns (tuples) as arrays; it would write a NaN as null, but none gets this far.
     return orjson.dumps(document)
 

@@ -18,17 +18,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from loopml_core import routing
 from loopml_core.adapters.object_store import ObjectStore
 from loopml_core.capture import CaptureSink, columnar_capture_lines, retention_class, sampled
 from loopml_core.clock import iso
 from loopml_core.contract import DatasetContract, Feature, FeatureType, OutOfRange
 from loopml_core.errors import FieldProblem, InvalidRequestError
 from loopml_core.registry import Registry
+from loopml_core.routing import Variant
+
+if TYPE_CHECKING:
+    from loopml_core.models import ServingState
 from loopml_core.serving import ModelOutputs, OnnxModel, category_column
 
 MAX_PROBLEMS = 50
@@ -250,15 +255,18 @@ class LoadedModel:
 @dataclass(frozen=True)
 class Prediction:
     model: str
-    version: int
+    version: int  # the version that answered
     request_id: str
     predictions: list[dict[str, Any]]  # in record order, each with its `index` in the request
+    variant: Variant = "champion"
 
 
 class PredictionService:
-    """Keeps the champion in memory for the life of the container; looks the alias up again at most every
-    `alias_ttl_s` seconds, so a request makes no AWS call in steady state and a promotion or rollback reaches every
-    warm container within that bound."""
+    """Keeps the versions it serves in memory for the life of the container. The champion and any deployment in
+    progress (challenger, mode, weight) are read again at most every `alias_ttl_s` seconds, in one registry call, so
+    a request makes no AWS call in steady state and a promotion, deployment or rollback reaches every warm container
+    within that bound. Each request is routed (`loopml_core.routing`) to the version that answers it; a challenger
+    in shadow scores the same checked columns after the response (`defer`), and its lines are captured apart."""
 
     def __init__(
         self,
@@ -269,6 +277,7 @@ class PredictionService:
         on_capture_error: Any = None,
         alias_ttl_s: float = DEFAULT_ALIAS_TTL_S,
         clock: Callable[[], float] = time.monotonic,
+        on_shadow_error: Callable[[Exception], None] | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -277,27 +286,47 @@ class PredictionService:
         self.alias_ttl_s = alias_ttl_s
         self._clock = clock
         self._on_capture_error = on_capture_error
-        self._loaded: dict[str, LoadedModel] = {}
-        self._checked_at: dict[str, float] = {}  # when each model's alias was last read
+        self._on_shadow_error = on_shadow_error
+        self._states: dict[str, tuple[ServingState, float]] = {}  # model -> what it serves, and when that was read
+        self._loaded: dict[tuple[str, int], LoadedModel] = {}
         self._lock = threading.Lock()
         self.loads = 0
 
-    def champion(self, name: str) -> LoadedModel:
+    def serving_state(self, name: str) -> ServingState:
+        """The champion and deployment of `name`, at most `alias_ttl_s` old."""
         now = self._clock()
-        loaded = self._loaded.get(name)
-        if loaded is not None and now - self._checked_at[name] < self.alias_ttl_s:
+        cached = self._states.get(name)
+        if cached is not None and now - cached[1] < self.alias_ttl_s:
+            return cached[0]
+        state = self.registry.serving_state(name)
+        with self._lock:
+            self._states[name] = (state, now)
+            # Only the versions named now stay loaded: at most two models per name in memory.
+            named = {state.champion} | ({state.deployment.version} if state.deployment else set())
+            for key in [key for key in self._loaded if key[0] == name and key[1] not in named]:
+                del self._loaded[key]
+        return state
+
+    def model(self, name: str, version: int) -> LoadedModel:
+        """Version `version` of `name`, loaded from its artefact the first time it is needed (versions never change)."""
+        loaded = self._loaded.get((name, version))
+        if loaded is not None:
             return loaded
-        version = self.registry.champion_version(name)
-        if loaded is None or loaded.version != version.version:
-            with self._lock:
-                artifact = self.store.get(version.artifact.bucket, version.artifact.key, version.artifact.version_id)
+        with self._lock:
+            loaded = self._loaded.get((name, version))
+            if loaded is None:
+                registered = self.registry.model_version(name, version)
+                artifact = registered.artifact
+                onnx_model = self.store.get(artifact.bucket, artifact.key, artifact.version_id)
                 contract = self.registry.contract(name)
-                model = OnnxModel(artifact, contract)
-                loaded = LoadedModel(name, version.version, contract, model, RecordValidator(contract))
-                self._loaded[name] = loaded
+                model = OnnxModel(onnx_model, contract)
+                loaded = LoadedModel(name, version, contract, model, RecordValidator(contract))
+                self._loaded[(name, version)] = loaded
                 self.loads += 1
-        self._checked_at[name] = now
         return loaded
+
+    def champion(self, name: str) -> LoadedModel:
+        return self.model(name, self.serving_state(name).champion)
 
     def describe(self, name: str) -> dict[str, Any]:
         version = self.registry.champion_version(name)
@@ -312,25 +341,49 @@ class PredictionService:
             "features": [f.model_dump(mode="json", exclude_none=True) for f in contract.features],
         }
 
-    def predict(self, name: str, records: Any, request_id: str) -> Prediction:
-        """Validate `records` against the champion's contract, predict, capture; answers in record order."""
-        loaded = self.champion(name)
+    def predict(
+        self,
+        name: str,
+        records: Any,
+        request_id: str,
+        client_key: str | None = None,
+        defer: Callable[[Callable[[], None]], None] | None = None,
+    ) -> Prediction:
+        """Answer `records` with the version the request is routed to; `defer` runs work after the response (a
+        shadow scoring), and defaults to running it at once."""
+        route = routing.route(self.serving_state(name), client_key=client_key, request_id=request_id)
+        loaded = self.model(name, route.answering_version)
         columns = loaded.validator.validate(records, self.max_records)
-        outputs = self._run(loaded, columns)
+        outputs = loaded.model.outputs(loaded.model.run(loaded.model.column_feeds(columns.numbers, columns.categories)))
         if sampled(loaded.contract.monitoring.sample_rate):
             self._capture(loaded, columns, outputs, request_id)
-        return Prediction(name, loaded.version, request_id, outputs.rows())
+            if route.shadow_version is not None:
+                shadow_version = route.shadow_version
+                (defer or _now)(lambda: self._score_in_shadow(name, shadow_version, columns, request_id))
+        return Prediction(name, loaded.version, request_id, outputs.rows(), route.variant)
 
-    @staticmethod
-    def _run(loaded: LoadedModel, columns: FeatureColumns) -> ModelOutputs:
-        """One session run of the model on the checked columns."""
-        model = loaded.model
-        return model.outputs(model.run(model.column_feeds(columns.numbers, columns.categories)))
+    def _score_in_shadow(self, name: str, version: int, columns: FeatureColumns, request_id: str) -> None:
+        """The challenger's answer to checked columns the champion answered, captured as a shadow line; never raises."""
+        try:
+            challenger = self.model(name, version)
+            feeds = challenger.model.column_feeds(columns.numbers, columns.categories)
+            self._capture(challenger, columns, challenger.model.outputs(challenger.model.run(feeds)), request_id, True)
+        except Exception as error:  # the answer has gone; a failed shadow scoring must not fail anything else
+            if self._on_shadow_error is not None:
+                self._on_shadow_error(error)
 
-    def _capture(self, loaded: LoadedModel, columns: FeatureColumns, outputs: ModelOutputs, request_id: str) -> None:
+    def _capture(
+        self,
+        loaded: LoadedModel,
+        columns: FeatureColumns,
+        outputs: ModelOutputs,
+        request_id: str,
+        shadow: bool = False,
+    ) -> None:
         lines = columnar_capture_lines(
             model=loaded.name,
             version=loaded.version,
+            shadow=shadow,
             retention=retention_class(loaded.contract.monitoring.retention_days),
             request_id=request_id,
             at=iso(),
@@ -344,3 +397,7 @@ class PredictionService:
         except (ValueError, TypeError, KeyError, OSError) as error:  # the answer matters more than its record
             if self._on_capture_error is not None:
                 self._on_capture_error(error)
+
+
+def _now(task: Callable[[], None]) -> None:
+    task()
