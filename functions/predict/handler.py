@@ -328,7 +328,32 @@ def _openapi_json() -> str:
         )
     )
     _drop_unreferenced_schemas(document)
+    _document_routing(document["paths"]["/v1/models/{name}/predict"]["post"])
     return _json(document)
+
+
+def _document_routing(operation: dict[str, Any]) -> None:
+    """The headers of progressive delivery, which the handler reads and writes itself rather than as parameters."""
+    operation.setdefault("parameters", []).append(
+        {
+            "name": routing.CLIENT_KEY_HEADER,
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "maxLength": routing.MAX_CLIENT_KEY_CHARS},
+            "description": "the client's routing key: during a canary or A/B test one key always gets one version",
+        }
+    )
+    operation["responses"]["200"]["headers"] = {
+        "X-Model-Version": {"description": "the model version that answered", "schema": {"type": "string"}},
+        "X-LoopML-Variant": {
+            "description": "champion or challenger (a shadow challenger never answers)",
+            "schema": {"type": "string", "enum": ["champion", "challenger"]},
+        },
+        "X-Request-Id": {
+            "description": "names the request in captured traffic and labels",
+            "schema": {"type": "string"},
+        },
+    }
 
 
 def _drop_unreferenced_schemas(document: dict[str, Any]) -> None:

@@ -220,6 +220,9 @@ def test_the_openapi_document_lists_every_status_in_the_one_error_shape(api):
     }
     predict = operations[("/v1/models/{name}/predict", "post")]["responses"]
     assert set(predict) == {"200", "400", "403", "404", "405", "413", "415", "422", "429"}
+    assert set(predict["200"]["headers"]) == {"X-Model-Version", "X-LoopML-Variant", "X-Request-Id"}
+    parameters = operations[("/v1/models/{name}/predict", "post")]["parameters"]
+    assert {(p["name"], p["in"], p["required"]) for p in parameters} >= {("X-LoopML-Key", "header", False)}
     error_ref = {"$ref": "#/components/schemas/ErrorBody"}
     for code in ("400", "404", "405", "415", "422"):
         assert predict[code]["content"]["application/json"]["schema"] == error_ref
