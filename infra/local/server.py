@@ -44,7 +44,7 @@ def serve(
     }
     # Before local.json announces the cloud: a client (or test) that sees it may signal at once.
     if threading.current_thread() is threading.main_thread():
-        _stop_on_signals(stop, console)
+        _stop_on_signals(stop)
     info_path.write_text(json.dumps(info, indent=2))
 
     interval = drift_every or decl.DRIFT_SCHEDULE.rate_minutes * 60.0
@@ -77,6 +77,7 @@ def serve(
         pass
     finally:
         stop.set()
+        console.print("[dim]stopping…[/]")
         info_path.unlink(missing_ok=True)
         api.stop()
         aws.stop()
@@ -88,7 +89,7 @@ def serve(
 STOP_DRAIN_S = 1.0  # how long stopping waits for queued uploads and running executions before giving up on them
 
 
-def _stop_on_signals(stop: threading.Event, console: Console) -> None:
+def _stop_on_signals(stop: threading.Event) -> None:
     """Ctrl-C and SIGTERM stop the cloud; a second one exits at once.
 
     Handlers are installed for both signals explicitly: a shell starts a background job (`loopml local up &`) with
@@ -96,9 +97,10 @@ def _stop_on_signals(stop: threading.Event, console: Console) -> None:
     """
 
     def on_signal(signum: int, _frame: object) -> None:
+        # Only set the event: a handler runs between two bytecodes of the main thread, which may be half-way through
+        # an import that printing here would need too (rich imports lazily).
         if stop.is_set():
             os._exit(128 + signum)
-        console.print(f"[dim]{signal.Signals(signum).name}: stopping…[/]")
         stop.set()
 
     signal.signal(signal.SIGINT, on_signal)
