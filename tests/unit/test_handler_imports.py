@@ -68,3 +68,29 @@ def test_the_predict_handler_imports_nothing_its_first_request_can_do_without() 
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_the_predict_handler_holds_the_collector_off_until_its_first_answer() -> None:
+    # A cold start's allocations are not garbage: no collector pass until the first answer, then the collector is
+    # back, with what the cold start loaded frozen out of its way.
+    handler = FUNCTIONS["predict"].code_dir / "handler.py"
+    script = textwrap.dedent(
+        f"""
+        import gc, importlib.util, os, sys
+        from infra.local.api_gateway import match_route, proxy_event
+        from infra.local.runner import LambdaContext
+        os.environ["AWS_LAMBDA_FUNCTION_NAME"] = "loopml-predict"
+        os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
+        loader = importlib.util.spec_from_file_location("handler", {str(handler)!r})
+        module = importlib.util.module_from_spec(loader)
+        loader.loader.exec_module(module)
+        imported = gc.isenabled()
+        route, parameters = match_route("GET", "/health")
+        event = proxy_event(route, parameters, "GET", "/health", {{}}, b"")
+        reply = module.lambda_handler(event, LambdaContext("loopml-predict", 1024, 29))
+        print(imported, reply["statusCode"], gc.isenabled(), gc.get_freeze_count() > 0)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "200", "True", "True"]

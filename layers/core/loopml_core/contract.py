@@ -6,7 +6,6 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
@@ -215,6 +214,8 @@ class DatasetContract(BaseModel):
 
 def load_contract(text: str) -> DatasetContract:
     """Parse a contract from YAML or JSON text (JSON is YAML)."""
+    import yaml  # only here: the predict function reads stored contracts as JSON, and a cold start saves 8 ms
+
     data: Any = yaml.safe_load(text)
     if not isinstance(data, dict):
         raise ValueError("a contract must be a mapping with name, task, target and features")

@@ -12,6 +12,10 @@ from loopml_core.uploads import source_id
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
+# Models marked `defer_build` build their validators when first used rather than at import. Every function
+# imports this module, and the predict function's cold start constructs none of them (it reads a serving state, a
+# model version and a dataset's contract), so it does not pay for building theirs.
+
 
 class ObjectRef(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -36,6 +40,8 @@ class Dataset(BaseModel):
 
 
 class DatasetVersion(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # built at first use (see the note above ObjectRef)
+
     dataset: str
     version: int
     object: ObjectRef
@@ -59,6 +65,8 @@ class UploadStatus(StrEnum):
 
 class UploadOutcome(BaseModel):
     """What became of one uploaded object version; small by construction (the report itself lives in S3)."""
+
+    model_config = ConfigDict(defer_build=True)  # built at first use (see the note above ObjectRef)
 
     dataset: str  # "_undeclared" when the key names no declared dataset
     source_key: str
@@ -108,6 +116,8 @@ class RunStatus(StrEnum):
 
 
 class PipelineRun(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # built at first use (see the note above ObjectRef)
+
     model: str
     execution: str
     status: RunStatus
@@ -171,6 +181,8 @@ class ServingState(BaseModel):
 
 
 class AuditRecord(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # built at first use (see the note above ObjectRef)
+
     seq: int
     at: str
     actor: str
@@ -184,6 +196,8 @@ class AuditRecord(BaseModel):
 class DriftEpisode(BaseModel):
     """A stretch of consecutive checks that found drift: alerted once, when it began."""
 
+    model_config = ConfigDict(defer_build=True)  # built at first use (see the note above ObjectRef)
+
     since: str  # when the check that opened it ran
     window: str  # the window that opened it
     columns: list[str]
@@ -195,6 +209,8 @@ class MonitorState(BaseModel):
     `revision` guards every change: a check writes its state only over the one it read, in the same transaction
     as its audit record, so a retried or concurrent check cannot skip a window or record one twice.
     """
+
+    model_config = ConfigDict(defer_build=True)  # built at first use (see the note above ObjectRef)
 
     model: str
     revision: int = 0
@@ -210,6 +226,8 @@ class MonitorState(BaseModel):
 class Alert(BaseModel):
     """An alert to publish, written in the transaction of the check that raised it and published after it, so a
     failed publish is retried by the next check instead of lost; its id is derived from the model and window."""
+
+    model_config = ConfigDict(defer_build=True)  # built at first use (see the note above ObjectRef)
 
     id: str
     subject: str
