@@ -174,51 +174,14 @@ CHILDREN = {"sklearn": child_sklearn, "onnxruntime": child_onnxruntime, "worker"
 
 
 def register_champion(cloud: Any, contract: Any, onnx: bytes) -> None:
+    from infra.local.seed import register_model
     from loopml_core.adapters.object_store import S3ObjectStore
     from loopml_core.adapters.table import DynamoTable
-    from loopml_core.models import DatasetVersion, ModelVersion, ObjectRef, UploadOutcome, UploadStatus
     from loopml_core.registry import Registry
 
-    store = S3ObjectStore(cloud.client("s3"))
     registry = Registry(DynamoTable(cloud.names.registry_table, cloud.client("dynamodb")), actor="bench")
     registry.declare_dataset(contract)
-    stored = store.put(cloud.names.artifact_bucket, "models/churn/v1/model.onnx", onnx)
-    ref = ObjectRef(bucket=stored.bucket, key=stored.key, version_id=stored.version_id)
-    upload = UploadOutcome(dataset="churn", source_key="k", status=UploadStatus.ACCEPTED, summary="", at="t")
-    registry.register_dataset_version(
-        "churn",
-        upload=upload,
-        build=lambda n: DatasetVersion(
-            dataset="churn",
-            version=n,
-            object=ref,
-            source_key="k",
-            sha256="s",
-            rows=1,
-            contract_version=1,
-            created_at="t",
-        ),
-    )
-    registry.register_model_version(
-        "churn",
-        "bench",
-        lambda n: ModelVersion(
-            model="churn",
-            version=n,
-            task="classification",
-            dataset_version=1,
-            execution="bench",
-            artifact=ref,
-            baseline=ref,
-            metrics={},
-            code_version="bench",
-            promoted=True,
-            decision="bench",
-            created_at="t",
-        ),
-        promote=True,
-        trigger="upload",
-    )
+    register_model(registry, S3ObjectStore(cloud.client("s3")), cloud.names.artifact_bucket, "churn", onnx)
 
 
 def run_local_cloud(path: Path, contract: Any, onnx: bytes, fmt: str, rows: int) -> dict[str, Any]:

@@ -27,12 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pandas as pd
 
 from infra.demo import data
+from infra.local.seed import register_model
 from loopml_core.adapters.object_store import InMemoryObjectStore
 from loopml_core.adapters.table import InMemoryTable
 from loopml_core.capture import LogStreamSink
 from loopml_core.contract import load_contract
 from loopml_core.logic.inference import PredictionService
-from loopml_core.models import DatasetVersion, ModelVersion, ObjectRef, UploadOutcome, UploadStatus
 from loopml_core.registry import Registry
 from loopml_core.training import train
 
@@ -55,50 +55,12 @@ def drained_pipe() -> LogStreamSink:
 
 
 def champion_registry(store: InMemoryObjectStore) -> Registry:
-    frame = pd.DataFrame(data.customers(3_000, seed=1))
-    result = train(CONTRACT, frame)
-    artifact = store.put("artifacts", "model.onnx", result.onnx_model)
-    baseline = store.put("artifacts", "baseline.json", json.dumps(result.baseline).encode())
+    result = train(CONTRACT, pd.DataFrame(data.customers(3_000, seed=1)))
     registry = Registry(InMemoryTable())
     registry.declare_dataset(CONTRACT)
-    artifact_ref = ObjectRef(bucket="artifacts", key="model.onnx", version_id=artifact.version_id)
-    baseline_ref = ObjectRef(bucket="artifacts", key="baseline.json", version_id=baseline.version_id)
-    upload = UploadOutcome(
-        dataset="churn", source_key="k", status=UploadStatus.ACCEPTED, summary="", sha256="s", at="t"
-    )
-    registry.register_dataset_version(
-        "churn",
-        upload=upload,
-        build=lambda n: DatasetVersion(
-            dataset="churn",
-            version=n,
-            object=baseline_ref,
-            source_key="k",
-            sha256="s",
-            rows=3_000,
-            contract_version=1,
-            created_at="t",
-        ),
-    )
-    registry.register_model_version(
-        "churn",
-        "bench",
-        lambda n: ModelVersion(
-            model="churn",
-            version=n,
-            task="classification",
-            dataset_version=1,
-            execution="bench",
-            artifact=artifact_ref,
-            baseline=baseline_ref,
-            metrics=result.metrics,
-            code_version="bench",
-            promoted=True,
-            decision="bench",
-            created_at="t",
-        ),
-        promote=True,
-        trigger="upload",
+    onnx_model, baseline = result.onnx_model, json.dumps(result.baseline).encode()
+    register_model(
+        registry, store, "artifacts", "churn", onnx_model, dataset_rows=3_000, metrics=result.metrics, baseline=baseline
     )
     return registry
 

@@ -61,10 +61,10 @@ from infra.cdk.layer_bundling import RUNTIME_PROVIDED, LayerBuilder, copy_tree, 
 from infra.local.api_gateway import match_route, proxy_event  # noqa: E402
 from infra.local.cloud import LocalCloud  # noqa: E402
 from infra.local.runner import LOCAL_ONLY_ENV, LambdaContext  # noqa: E402
+from infra.local.seed import register_model  # noqa: E402
 from loopml_core.adapters.object_store import S3ObjectStore  # noqa: E402
 from loopml_core.adapters.table import DynamoTable  # noqa: E402
 from loopml_core.contract import DatasetContract, load_contract  # noqa: E402
-from loopml_core.models import DatasetVersion, ModelVersion, ObjectRef, UploadOutcome, UploadStatus  # noqa: E402
 from loopml_core.registry import Registry  # noqa: E402
 from loopml_core.training import export_onnx, fit_pipeline  # noqa: E402
 
@@ -134,47 +134,10 @@ def as_records(frame: pd.DataFrame, names: list[str]) -> list[dict[str, Any]]:
 def register_champion(cloud: LocalCloud, contract: DatasetContract, onnx_model: bytes, sklearn_model: bytes) -> None:
     """The champion on the local cloud's registry and artifact bucket, as the pipeline would leave it."""
     store = S3ObjectStore(cloud.client("s3"))
-    bucket = cloud.names.artifact_bucket
-    artifact = store.put(bucket, f"models/{MODEL}/1/model.onnx", onnx_model)
-    store.put(bucket, SKLEARN_KEY, sklearn_model)
-    artifact_ref = ObjectRef(bucket=bucket, key=artifact.key, version_id=artifact.version_id)
+    store.put(cloud.names.artifact_bucket, SKLEARN_KEY, sklearn_model)
     registry = Registry(DynamoTable(cloud.names.registry_table, cloud.client("dynamodb")), actor="bench")
     registry.declare_dataset(contract)
-    upload = UploadOutcome(dataset=MODEL, source_key="k", status=UploadStatus.ACCEPTED, summary="", at="t")
-    registry.register_dataset_version(
-        MODEL,
-        upload=upload,
-        build=lambda n: DatasetVersion(
-            dataset=MODEL,
-            version=n,
-            object=artifact_ref,
-            source_key="k",
-            sha256="s",
-            rows=TRAIN_ROWS,
-            contract_version=1,
-            created_at="t",
-        ),
-    )
-    registry.register_model_version(
-        MODEL,
-        "bench",
-        lambda n: ModelVersion(
-            model=MODEL,
-            version=n,
-            task="classification",
-            dataset_version=1,
-            execution="bench",
-            artifact=artifact_ref,
-            baseline=artifact_ref,
-            metrics={},
-            code_version="bench",
-            promoted=True,
-            decision="bench",
-            created_at="t",
-        ),
-        promote=True,
-        trigger="upload",
-    )
+    register_model(registry, store, cloud.names.artifact_bucket, MODEL, onnx_model, dataset_rows=TRAIN_ROWS)
 
 
 # --- the warm path ------------------------------------------------------------------------------------------------

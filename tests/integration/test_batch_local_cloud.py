@@ -22,10 +22,10 @@ from infra.cli.batch import batch as batch_command
 from infra.cli.main import Context
 from infra.demo import data
 from infra.local.cloud import REGION, LocalCloud
+from infra.local.seed import register_model
 from loopml_core.adapters.object_store import S3ObjectStore
 from loopml_core.batch import layout
 from loopml_core.contract import load_contract
-from loopml_core.models import DatasetVersion, ModelVersion, ObjectRef, UploadOutcome, UploadStatus
 from loopml_core.registry import Registry
 from loopml_core.serving import OnnxModel
 from loopml_core.training import train
@@ -40,43 +40,7 @@ PREDICTIONS = ["prediction", "probability_no", "probability_yes", "model_version
 def champion(cloud: LocalCloud, registry: Registry, store: S3ObjectStore) -> OnnxModel:
     """Version 1 of churn, champion, registered as the pipeline would (training is not what is under test here)."""
     onnx = train(CONTRACT, pd.DataFrame(data.customers(600, seed=1))).onnx_model
-    stored = store.put(cloud.names.artifact_bucket, "models/churn/v1/model.onnx", onnx)
-    ref = ObjectRef(bucket=stored.bucket, key=stored.key, version_id=stored.version_id)
-    upload = UploadOutcome(dataset="churn", source_key="k", status=UploadStatus.ACCEPTED, summary="", at="t")
-    registry.register_dataset_version(
-        "churn",
-        upload=upload,
-        build=lambda n: DatasetVersion(
-            dataset="churn",
-            version=n,
-            object=ref,
-            source_key="k",
-            sha256="s",
-            rows=600,
-            contract_version=1,
-            created_at="t",
-        ),
-    )
-    registry.register_model_version(
-        "churn",
-        "manual-1",
-        lambda n: ModelVersion(
-            model="churn",
-            version=n,
-            task="classification",
-            dataset_version=1,
-            execution="manual-1",
-            artifact=ref,
-            baseline=ref,
-            metrics={},
-            code_version="t",
-            promoted=True,
-            decision="t",
-            created_at="t",
-        ),
-        promote=True,
-        trigger="upload",
-    )
+    register_model(registry, store, cloud.names.artifact_bucket, "churn", onnx, dataset_rows=600)
     # Chunks of 700 rows instead of the declared 100,000, set as an operator would on the deployed function.
     lam = cloud.client("lambda")
     function = decl.FUNCTIONS["batch_plan"].physical_name()

@@ -12,8 +12,8 @@ import pytest
 
 from infra import declaration as decl
 from infra.local.api_gateway import ApiGateway
+from infra.local.seed import register_model
 from loopml_core.contract import load_contract
-from loopml_core.models import DatasetVersion, ModelVersion, ObjectRef, UploadOutcome, UploadStatus
 from loopml_core.training import train
 
 pytestmark = pytest.mark.xdist_group("local-cloud")  # moto is process-global: one local cloud per worker at a time
@@ -47,47 +47,12 @@ def loans(count: int, seed: int) -> list[dict]:
 @pytest.fixture(scope="module")
 def two_versions(cloud, registry, store) -> None:
     """v1 the champion; v2 a different model of the same contract, registered beside it."""
-    upload = UploadOutcome(dataset="loans", source_key="k", status=UploadStatus.ACCEPTED, summary="", at="t")
     for version, (algorithm, threshold) in enumerate([("gradient_boosting", 0.5), ("logistic_regression", 0.2)], 1):
         frame = pd.DataFrame(loans(600, seed=version))
         frame["defaulted"] = np.where(frame["amount"] / 50_000 > threshold, "yes", "no")
         onnx_model = train(CONTRACT.model_copy(update={"algorithm": algorithm}), frame).onnx_model
-        stored = store.put(cloud.names.artifact_bucket, f"models/loans/{version}/model.onnx", onnx_model)
-        ref = ObjectRef(bucket=cloud.names.artifact_bucket, key=stored.key, version_id=stored.version_id)
-        registry.register_dataset_version(
-            "loans",
-            upload=upload.model_copy(update={"source_key": f"k{version}"}),
-            build=lambda n, ref=ref: DatasetVersion(
-                dataset="loans",
-                version=n,
-                object=ref,
-                source_key=f"k{n}",
-                sha256=f"s{n}",
-                rows=600,
-                contract_version=1,
-                created_at="t",
-            ),
-        )
-        registry.register_model_version(
-            "loans",
-            f"run-{version}",
-            lambda n, ref=ref, version=version: ModelVersion(
-                model="loans",
-                version=n,
-                task="classification",
-                dataset_version=version,
-                execution=f"run-{version}",
-                artifact=ref,
-                baseline=ref,
-                metrics={},
-                code_version="t",
-                promoted=version == 1,
-                decision="t",
-                created_at="t",
-            ),
-            promote=version == 1,
-            trigger="upload",
-        )
+        bucket = cloud.names.artifact_bucket
+        register_model(registry, store, bucket, "loans", onnx_model, promote=version == 1, dataset_rows=600)
 
 
 def ask(api: ApiGateway, records: list[dict], client: str | None = None):

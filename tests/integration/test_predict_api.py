@@ -16,9 +16,9 @@ import pytest
 from infra.declaration import KeyLimits
 from infra.keys import ApiGatewayKeys
 from infra.local.api_gateway import ApiGateway, ApiServer
+from infra.local.seed import register_model
 from loopml_core.capture import MAX_LINE_BYTES
 from loopml_core.contract import load_contract
-from loopml_core.models import DatasetVersion, ModelVersion, ObjectRef, UploadOutcome, UploadStatus
 from loopml_core.serving import OnnxModel
 from loopml_core.training import train
 
@@ -63,42 +63,8 @@ def champion(cloud, registry, store) -> OnnxModel:
     risk = frame["amount"] / 20_000 - frame["income"].fillna(20_000) / 40_000 + (frame["purpose"] == "other")
     frame["defaulted"] = np.where(risk > 0.6, "yes", "no")
     onnx_model = train(CONTRACT, frame).onnx_model
-    stored = store.put(cloud.names.artifact_bucket, "models/loans/1/model.onnx", onnx_model)
-    ref = ObjectRef(bucket=cloud.names.artifact_bucket, key=stored.key, version_id=stored.version_id)
-    upload = UploadOutcome(dataset="loans", source_key="k", status=UploadStatus.ACCEPTED, summary="", at="t")
-    registry.register_dataset_version(
-        "loans",
-        upload=upload,
-        build=lambda n: DatasetVersion(
-            dataset="loans",
-            version=n,
-            object=ref,
-            source_key="k",
-            sha256="s",
-            rows=800,
-            contract_version=1,
-            created_at="t",
-        ),
-    )
-    registry.register_model_version(
-        "loans",
-        "run-1",
-        lambda n: ModelVersion(
-            model="loans",
-            version=n,
-            task="classification",
-            dataset_version=1,
-            execution="run-1",
-            artifact=ref,
-            baseline=ref,
-            metrics={"f1": 0.9},
-            code_version="t",
-            promoted=True,
-            decision="t",
-            created_at="t",
-        ),
-        promote=True,
-        trigger="upload",
+    register_model(
+        registry, store, cloud.names.artifact_bucket, "loans", onnx_model, dataset_rows=800, metrics={"f1": 0.9}
     )
     return OnnxModel(onnx_model, CONTRACT)
 

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 
 from infra.demo import data
+from infra.local.seed import register_model
 from loopml_core import routing
 from loopml_core.adapters.object_store import InMemoryObjectStore
 from loopml_core.adapters.table import InMemoryTable
 from loopml_core.capture import ListSink
 from loopml_core.contract import load_contract
 from loopml_core.logic.inference import PredictionService
-from loopml_core.models import DatasetVersion, ModelVersion, ObjectRef, UploadOutcome, UploadStatus
 from loopml_core.registry import Registry
 from loopml_core.training import train
 
@@ -73,47 +73,8 @@ def world(artifacts):
     store, table = InMemoryObjectStore(), CountingTable()
     registry = Registry(table)
     registry.declare_dataset(CONTRACT)
-    refs = {}
     for run, artifact in artifacts.items():
-        stored = store.put("artifacts", f"{run}/model.onnx", artifact)
-        refs[run] = ObjectRef(bucket="artifacts", key=f"{run}/model.onnx", version_id=stored.version_id)
-    ref = refs["run-1"]
-    upload = UploadOutcome(dataset="churn", source_key="k", status=UploadStatus.ACCEPTED, summary="", at="t")
-    registry.register_dataset_version(
-        "churn",
-        upload=upload,
-        build=lambda n: DatasetVersion(
-            dataset="churn",
-            version=n,
-            object=ref,
-            source_key="k",
-            sha256="s",
-            rows=400,
-            contract_version=1,
-            created_at="t",
-        ),
-    )
-    for run in ("run-1", "run-2"):
-        registry.register_model_version(
-            "churn",
-            run,
-            lambda n, run=run: ModelVersion(
-                model="churn",
-                version=n,
-                task="classification",
-                dataset_version=1,
-                execution=run,
-                artifact=refs[run],
-                baseline=refs[run],
-                metrics={},
-                code_version="t",
-                promoted=True,
-                decision="t",
-                created_at="t",
-            ),
-            promote=run == "run-1",
-            trigger="upload",
-        )
+        register_model(registry, store, "artifacts", "churn", artifact, promote=run == "run-1", dataset_rows=400)
     clock = Clock()
     service = PredictionService(store, registry, ListSink(), alias_ttl_s=5.0, clock=clock)
     return service, registry, table, clock

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from infra.local.seed import register_dataset, register_model
 from loopml_core.adapters.notifier import InMemoryNotifier
 from loopml_core.adapters.object_store import InMemoryObjectStore
 from loopml_core.adapters.pipeline import InMemoryPipelineRunner
@@ -17,7 +18,7 @@ from loopml_core.capture import capture_lines
 from loopml_core.contract import Retraining, load_contract
 from loopml_core.drift import build_profile
 from loopml_core.logic.monitor import CheckFailedError, DriftMonitor, decide_retraining
-from loopml_core.models import DatasetVersion, ModelVersion, ObjectRef, UploadOutcome, UploadStatus
+from loopml_core.models import UploadOutcome, UploadStatus
 from loopml_core.performance import classification_counts
 from loopml_core.registry import Registry
 
@@ -43,64 +44,13 @@ def world():
     tenure = rng.integers(0, 60, 2000)
     plans = rng.choice(["basic", "pro"], 2000, p=[0.7, 0.3])
     labels = [{"label": "yes" if t < 10 else "no"} for t in tenure]
-    baseline = store.put(
-        BUCKET,
-        "baseline.json",
-        json.dumps(build_profile(CONTRACT, {"tenure_months": tenure, "plan": plans}, labels)).encode(),
+    baseline = json.dumps(build_profile(CONTRACT, {"tenure_months": tenure, "plan": plans}, labels)).encode()
+    metrics = {"f1_macro": 0.8, "accuracy": 0.8}
+    # The monitor reads the champion's baseline, never its model: no ONNX is needed here.
+    champion = register_model(
+        registry, store, BUCKET, "churn", b"", dataset_rows=2000, metrics=metrics, baseline=baseline
     )
-    ref = ObjectRef(bucket=BUCKET, key="baseline.json", version_id=baseline.version_id)
-    registry.register_dataset_version(
-        "churn",
-        upload=UploadOutcome(
-            dataset="churn", source_key="k", status=UploadStatus.ACCEPTED, summary="", sha256="x", at="t"
-        ),
-        build=lambda n: DatasetVersion(
-            dataset="churn",
-            version=n,
-            object=ref,
-            source_key="k",
-            sha256="x",
-            rows=2000,
-            contract_version=1,
-            created_at="t",
-        ),
-    )
-    registry.register_model_version(
-        "churn",
-        "run-1",
-        lambda n: ModelVersion(
-            model="churn",
-            version=n,
-            task="classification",
-            dataset_version=1,
-            execution="run-1",
-            artifact=ref,
-            baseline=ref,
-            metrics={"f1_macro": 0.8, "accuracy": 0.8},
-            code_version="t",
-            promoted=True,
-            decision="first",
-            created_at="t",
-        ),
-        promote=True,
-        trigger="upload",
-    )
-    registry.register_dataset_version(
-        "churn",
-        upload=UploadOutcome(
-            dataset="churn", source_key="k2", status=UploadStatus.ACCEPTED, summary="", sha256="y", at="t"
-        ),
-        build=lambda n: DatasetVersion(
-            dataset="churn",
-            version=n,
-            object=ref,
-            source_key="k2",
-            sha256="y",
-            rows=700,
-            contract_version=1,
-            created_at="t",
-        ),
-    )
+    register_dataset(registry, "churn", champion.baseline, rows=700, source_key="k2")  # 700 rows newer than its data
     clock = Clock()
     monitor = DriftMonitor(store, registry, pipeline, notifier, BUCKET, clock=clock)
     return World(monitor, store, pipeline, notifier, registry, clock)
