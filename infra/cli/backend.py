@@ -187,9 +187,11 @@ class Backend:
                 return str(output["OutputValue"]).rstrip("/")
         raise BackendError(f"stack {STACK_NAME} has no ApiUrl output; pass --api-url")
 
-    def http(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, str], Any]:
+    def http(
+        self, method: str, path: str, body: Any = None, extra_headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], Any]:
         url = self.api() + path
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", **(extra_headers or {})}
         if (key := self.request_key) is not None:
             headers[decl.API.api_key_header] = key
         if self.sign_requests:

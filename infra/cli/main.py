@@ -854,15 +854,24 @@ def models_compare(
     metavar="FEATURE=VALUE",
     help="One record given inline, e.g. --record plan=pro --record tenure_months=3.",
 )
+@click.option(
+    "--client-key",
+    default=None,
+    metavar="KEY",
+    help="Routing key (X-LoopML-Key): during a canary or A/B test the same key always gets the same version.",
+)
 @pass_context
-def predict(ctx: Context, name: str, records_file: Any, pairs: tuple[str, ...]) -> None:
-    """Get predictions from a model's champion through the inference API.
+def predict(ctx: Context, name: str, records_file: Any, pairs: tuple[str, ...], client_key: str | None) -> None:
+    """Get predictions from a model through the inference API (the champion, or a challenger during a deployment).
+
+    Prints the answer, and on stderr which version answered it.
 
     \b
     Examples:
       loopml predict churn --records requests.json
       loopml predict churn --record tenure_months=3 --record monthly_charges=70 \\
           --record support_calls=4 --record plan=pro --record region=north
+      loopml predict churn --records requests.json --client-key customer-42
     """
     if records_file is not None:
         loaded = json.load(records_file)
@@ -871,10 +880,17 @@ def predict(ctx: Context, name: str, records_file: Any, pairs: tuple[str, ...]) 
         records = [dict(_parse_pair(pair) for pair in pairs)]
     else:
         raise click.UsageError("give --records FILE or --record FEATURE=VALUE")
-    status, _headers, body = ctx.backend.http("POST", f"/v1/models/{name}/predict", {"records": records})
+    routing_headers = {"X-LoopML-Key": client_key} if client_key else None
+    status, headers, body = ctx.backend.http(
+        "POST", f"/v1/models/{name}/predict", {"records": records}, routing_headers
+    )
     _print_json(body)
     if status >= 400:
         raise SystemExit(1)
+    answered = {k.lower(): v for k, v in headers.items()}
+    if "x-model-version" in answered:
+        variant = answered.get("x-loopml-variant", "champion")
+        terminal(stderr=True).print(f"[dim]answered by {name} v{answered['x-model-version']} ({variant})[/]")
 
 
 def _parse_pair(pair: str) -> tuple[str, Any]:

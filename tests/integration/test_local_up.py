@@ -112,8 +112,11 @@ def test_real_clients_drive_the_loop(local_up, tmp_path):
 
     # `loopml predict` sends the local cloud's default key by itself.
     (tmp_path / "requests.json").write_text(json.dumps({"records": data.requests_for(data.customers(1, seed=5))}))
-    predicted = runner.invoke(cli, ["predict", "churn", "--records", str(tmp_path / "requests.json")])
-    assert predicted.exit_code == 0 and len(json.loads(predicted.output)["predictions"]) == 1, predicted.output
+    predicted = runner.invoke(
+        cli, ["predict", "churn", "--records", str(tmp_path / "requests.json"), "--client-key", "customer-42"]
+    )
+    assert predicted.exit_code == 0 and len(json.loads(predicted.stdout)["predictions"]) == 1, predicted.output
+    assert "answered by churn v1 (champion)" in predicted.stderr
 
     subscribed = runner.invoke(cli, ["alerts", "subscribe", "https://hooks.example.com/loopml"])
     assert subscribed.exit_code == 0, subscribed.output

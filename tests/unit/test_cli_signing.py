@@ -41,3 +41,25 @@ def test_only_the_deployed_backend_signs(monkeypatch):
     )
     local.http("GET", "/health")
     assert "Authorization" not in sent["headers"] and sent["headers"]["x-api-key"] == "k"
+
+
+def test_a_routing_key_is_sent_and_signed_with_the_request(monkeypatch):
+    sent = {}
+
+    def fake_http_json(method, url, body=None, ca_cert=None, headers=None):
+        sent["headers"] = headers
+        return 200, {}, {}
+
+    monkeypatch.setattr(backend_module, "http_json", fake_http_json)
+    deployed = Backend(
+        "eu-west-1",
+        None,
+        "https://abc.execute-api.eu-west-1.amazonaws.com/v1",
+        None,
+        Names("1", "eu-west-1"),
+        sign_requests=True,
+        api_key="client-key",
+    )
+    deployed.http("POST", "/v1/models/churn/predict", {"records": []}, {"X-LoopML-Key": "customer-42"})
+    assert sent["headers"]["X-LoopML-Key"] == "customer-42"
+    assert "x-loopml-key" in sent["headers"]["Authorization"].split("SignedHeaders=")[1]
