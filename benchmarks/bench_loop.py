@@ -35,8 +35,10 @@ def main() -> None:
     print(f"{'total (imports + loop)':<80} {total:8.2f}")
     verdict = "met" if total <= GOAL_SECONDS else "MISSED"
     print(f"goal {GOAL_SECONDS:.0f}s: {verdict} ({total / GOAL_SECONDS:.1%} of it)")
-    print(f"v1 accuracy {summary['v1_metrics']['accuracy']:.3f}; on the shifted holdout v1 "
-          f"{summary['v1_on_new_holdout']['accuracy']:.3f} vs v2 {summary['v2_metrics']['accuracy']:.3f}")
+    print(
+        f"v1 accuracy {summary['v1_metrics']['accuracy']:.3f}; on the shifted holdout v1 "
+        f"{summary['v1_on_new_holdout']['accuracy']:.3f} vs v2 {summary['v2_metrics']['accuracy']:.3f}"
+    )
 
 
 if __name__ == "__main__":
