@@ -413,6 +413,7 @@ def _client_key() -> str | None:
 def _shadow_failed(error: Exception) -> None:
     logger.warning("shadow scoring failed; the answer was not affected", extra={"error": repr(error)})
     metrics.add_metric(name="ShadowErrors", unit=MetricUnit.Count, value=1)
+    metrics.flush_metrics()  # after the response: the invocation's own metrics have gone already
 
 
 # A challenger in shadow scores what the champion answered after the response has gone (an internal extension).

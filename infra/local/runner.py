@@ -63,9 +63,13 @@ class HandlerRunner:
         # take this lock and a handler's own work does not: a prediction is not kept waiting by a training.
         self.moto_lock = MotoLock()
         self._import_lock = threading.Lock()
+        # One execution environment per function, as a function with one warm container has: its invocations take
+        # turns (Powertools' resolver, for one, keeps the current request in class state), other functions' do not.
+        self._environments = {spec.key: threading.RLock() for spec in decl.FUNCTIONS.values()}
         self.log_stream = log_stream
         self.invocations: list[Invocation] = []
         self._running: collections.Counter[str] = collections.Counter()  # function key -> invocations under way
+        self._most_running: collections.Counter[str] = collections.Counter()
         self._running_lock = threading.Lock()
         self._log_lock = threading.Lock()  # invocations on several threads write one log file
 
@@ -73,6 +77,11 @@ class HandlerRunner:
         """How many invocations of the function are under way now."""
         with self._running_lock:
             return self._running[function_key]
+
+    def most_running(self, function_key: str) -> int:
+        """The most invocations of the function that were ever under way at once (1: they took turns)."""
+        with self._running_lock:
+            return self._most_running[function_key]
 
     def knows(self, function_name: str) -> bool:
         return function_name in self._by_physical_name
@@ -98,6 +107,7 @@ class HandlerRunner:
         spec = self._by_physical_name[function_name]
         with (
             self.moto_lock.released(),
+            self._environments[spec.key],
             function_environment(
                 {
                     **environment,
@@ -112,6 +122,7 @@ class HandlerRunner:
             errored = False
             with self._running_lock:
                 self._running[spec.key] += 1
+                self._most_running[spec.key] = max(self._most_running[spec.key], self._running[spec.key])
             try:
                 with _captured_stdout(output):
                     handler: Callable[..., Any] = getattr(self._module(spec), spec.handler.rsplit(".", 1)[1])
@@ -312,7 +323,7 @@ class ThreadRoutedEnviron(MutableMapping[str, str]):
 
     @contextlib.contextmanager
     def overlay(self, values: dict[str, str]) -> Iterator[None]:
-        token = self._overlay_var.set({**(self._overlay() or {}), **values})
+        token = self._overlay_var.set(dict(values))  # a function sees its own configuration, not its caller's
         try:
             yield
         finally:

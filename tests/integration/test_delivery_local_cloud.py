@@ -4,6 +4,7 @@ traffic after the response without changing it."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import numpy as np
@@ -116,3 +117,24 @@ def test_shadow_and_canary_through_the_api(cloud, registry, two_versions):
 
 def decl_ttl() -> float:
     return float(dict(decl.FUNCTIONS["predict"].environment)["LOOPML_ALIAS_TTL_SECONDS"]) + 0.1
+
+
+def test_concurrent_requests_each_get_their_own_answer(cloud, registry, two_versions):
+    # Given clients calling the local API at once, each with its own number of records
+    api = ApiGateway(cloud)
+    answers: dict[int, list] = {}
+
+    def client(count: int) -> None:
+        answers[count] = [ask(api, loans(count, seed=count)) for _ in range(10)]
+
+    threads = [threading.Thread(target=client, args=(count,)) for count in range(1, 9)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then every answer is to the request that asked it: its own records, its own request id
+    for count, replies in answers.items():
+        for headers, body in replies:
+            assert len(body["predictions"]) == count and body["request_id"] == headers["X-Request-Id"]
+    # And the invocations took turns, as in one execution environment (Powertools keeps the request in class state)
+    assert cloud.runner.most_running("predict") == 1

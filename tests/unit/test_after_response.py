@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextvars
 import json
 import queue
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -143,3 +145,22 @@ def test_inside_lambda_the_extension_asks_for_the_next_event_only_after_the_work
     assert plain({}, None) == "plain"
     assert extensions_api.waiting.acquire(timeout=5)
     assert extensions_api.calls[-1] == "next"
+
+
+def test_an_invocation_that_never_reached_the_handler_does_not_hold_the_extension(extensions_api):
+    # Given the extension waiting for work, and an invocation the runtime failed before the handler ran
+    AfterResponse(ExtensionDriver(extensions_api.address, on_error=lambda error: None))
+    assert extensions_api.waiting.acquire(timeout=5)
+    extensions_api.events.put({"eventType": "INVOKE", "requestId": "r", "deadlineMs": int(time.time() * 1000)})
+    # Then once its deadline has passed the extension asks for the next event anyway
+    assert extensions_api.waiting.acquire(timeout=5)
+
+
+def test_when_the_extensions_api_refuses_registration_the_function_still_serves(monkeypatch):
+    errors: list[Exception] = []
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{unused.getsockname()[1]}"  # nothing listens here once the socket is closed
+    monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", address)
+    after = AfterResponse.for_environment(on_error=errors.append)
+    assert isinstance(after.driver, WorkerThreadDriver) and isinstance(errors[0], OSError)

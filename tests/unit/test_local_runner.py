@@ -36,12 +36,12 @@ def test_each_thread_sees_its_own_overlay_and_the_process_environment_is_untouch
     assert dict(environ) == process and environ.copy() == process
 
 
-def test_overlays_nest_and_unset_keys_fall_through_to_the_process():
+def test_an_inner_overlay_replaces_the_outer_and_unset_keys_fall_through_to_the_process():
     environ = ThreadRoutedEnviron({"A": "1"})
     with environ.overlay({"B": "2"}):
-        with environ.overlay({"C": "3"}):
-            assert sorted(environ) == ["A", "B", "C"] and len(environ) == 3
-        assert "C" not in environ
+        with environ.overlay({"C": "3"}):  # a function invoked from another's thread sees its own variables only
+            assert sorted(environ) == ["A", "C"] and len(environ) == 2
+        assert sorted(environ) == ["A", "B"]
     environ["D"] = "4"  # outside an invocation: the process environment
     assert environ.process == {"A": "1", "D": "4"}
 

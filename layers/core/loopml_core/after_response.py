@@ -27,6 +27,8 @@ import json
 import os
 import queue
 import threading
+import time
+import traceback
 import urllib.request
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -34,6 +36,7 @@ from typing import Any, Protocol
 Task = Callable[[], None]
 EXTENSIONS_API = "2020-01-01/extension"
 EXTENSION_NAME = "loopml-after-response"
+RETRY_PAUSE_S = 0.1  # after the Extensions API failed a call, before asking again
 
 
 class Driver(Protocol):
@@ -105,11 +108,26 @@ class ExtensionDriver:
         return event
 
     def _loop(self) -> None:
+        # This thread must live as long as the container: were it to stop asking for the next event, every later
+        # invocation would run until its timeout. So nothing ends it but the process.
         while True:
-            event = self._next_event()
-            if event.get("eventType") != "INVOKE":
-                continue
-            run_all(self._handed_over.get(), self._on_error)
+            try:
+                event = self._next_event()
+                if event.get("eventType") == "INVOKE":
+                    run_all(self._tasks_of(event), self._on_error)
+            except Exception as error:
+                _report(self._on_error, error)
+                time.sleep(RETRY_PAUSE_S)
+
+    def _tasks_of(self, event: dict[str, Any]) -> list[Task]:
+        """What the invocation hands over; nothing if its handler never ran (the runtime failed it before) and the
+        invocation's deadline passes first."""
+        deadline_ms = event.get("deadlineMs")
+        wait = max(0.0, deadline_ms / 1000 - time.time()) if isinstance(deadline_ms, int | float) else None
+        try:
+            return self._handed_over.get(timeout=wait)
+        except queue.Empty:
+            return []
 
     def submit(self, tasks: list[Task]) -> None:
         # Every invocation hands over its list, empty or not: the extension waits for it before asking for more.
@@ -121,7 +139,14 @@ def run_all(tasks: list[Task], on_error: Callable[[Exception], None]) -> None:
         try:
             task()
         except Exception as error:  # deferred work never fails the invocation whose response has already gone
-            on_error(error)
+            _report(on_error, error)
+
+
+def _report(on_error: Callable[[Exception], None], error: Exception) -> None:
+    try:
+        on_error(error)
+    except Exception:  # a failing report must not end the thread that runs deferred work either
+        traceback.print_exc()
 
 
 class AfterResponse:
@@ -136,8 +161,14 @@ class AfterResponse:
         """An internal extension inside Lambda (AWS_LAMBDA_RUNTIME_API set, and the handler imported during init),
         a worker thread anywhere else."""
         runtime_api = os.environ.get("AWS_LAMBDA_RUNTIME_API")
-        driver: Driver = ExtensionDriver(runtime_api, on_error) if runtime_api else WorkerThreadDriver(on_error)
-        return cls(driver)
+        if runtime_api:
+            try:
+                return cls(ExtensionDriver(runtime_api, on_error))
+            except OSError as error:
+                # A function that cannot register still answers: its deferred work then runs in the invocation's
+                # frozen-between-requests thread, late or, if the container is reclaimed first, never.
+                _report(on_error, error)
+        return cls(WorkerThreadDriver(on_error))
 
     def defer(self, task: Task) -> None:
         """Run `task` after this invocation's response has been sent."""

@@ -300,6 +300,9 @@ class PredictionService:
             return cached[0]
         state = self.registry.serving_state(name)
         with self._lock:
+            newer = self._states.get(name)
+            if newer is not None and newer[1] > now:  # another thread read it later: keep the later reading
+                return newer[0]
             self._states[name] = (state, now)
             # Only the versions named now stay loaded: at most two models per name in memory.
             named = {state.champion} | ({state.deployment.version} if state.deployment else set())
