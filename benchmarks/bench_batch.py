@@ -9,8 +9,9 @@ algorithm unless told), each baseline in a fresh process (its imports, its own p
 * loopml batch, local cloud: the file is uploaded under batch/churn/input/ (multipart, as `aws s3 cp` sends it) ->
   the S3 trigger starts the batch state machine -> plan -> the Distributed Map runs one child execution per chunk
   of the declared size -> finish joins the parts. Timed from the upload's completion to the execution's SUCCEEDED
-  (and from the upload's start). The local cloud runs the children side by side on threads of one process, as many
-  as the map's MaxConcurrency, on this machine's cores; in the cloud each is a Lambda invocation of its own.
+  (and from the upload's start). The local cloud runs the children on threads of one process, and their
+  batch_score invocations take turns (one execution environment per function locally); in the cloud each is a
+  Lambda invocation of its own, up to the map's MaxConcurrency at once.
 * pandas + scikit-learn: `read_csv`/`read_parquet`, the fitted pipeline's `predict_proba`, the input frame with the
   prediction columns written back in the input's format.
 * bare onnxruntime: pyarrow reads the file, one `session.run` over every row (onnxruntime's default threads), pyarrow
@@ -295,7 +296,7 @@ def report(
     print()
     print(
         f"local cloud: plan {cloud['plan']:.2f} s; {cloud['chunks']} chunks of {cloud['chunk_rows']:,} rows, one child "
-        f"execution each, side by side on {os.cpu_count()} cores; finish {cloud['finish']:.2f} s; output "
+        f"execution each, their invocations taking turns; finish {cloud['finish']:.2f} s; output "
         f"{cloud['output_mb']:.0f} MB"
     )
     (chunk_peak, one), (whole_peak, all_rows) = chunk, whole
