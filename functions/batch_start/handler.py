@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from functools import cache
 from typing import Any
-from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
@@ -15,6 +14,7 @@ from loopml_core.adapters.pipeline import StepFunctionsRunner
 from loopml_core.batch.settings import BatchSettings
 from loopml_core.logic.batch import BatchStarter
 from loopml_core.observability import logger, metrics, tracer
+from loopml_core.s3_events import uploaded_objects
 
 
 @cache
@@ -30,11 +30,8 @@ def starter() -> BatchStarter:
 @event_parser(model=S3Model)
 def lambda_handler(event: S3Model, context: LambdaContext) -> dict[str, Any]:
     batches = []
-    for record in event.Records:
-        if record.s3.object is None:
-            continue
-        key = unquote_plus(record.s3.object.key)
-        started = starter().start(record.s3.bucket.name, key, record.s3.object.versionId)
+    for upload in uploaded_objects(event):
+        started = starter().start(upload.bucket, upload.key, upload.version_id)
         logger.info("batch upload", extra=started)
         if "execution" in started:
             metrics.add_metric(name="BatchesStarted", unit=MetricUnit.Count, value=1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from functools import cache
 from typing import Any
-from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
@@ -18,6 +17,7 @@ from loopml_core.adapters.table import DynamoTable
 from loopml_core.logic.upload_failures import FailedUpload, UploadFailures
 from loopml_core.observability import logger, metrics, tracer
 from loopml_core.registry import Registry
+from loopml_core.s3_events import uploaded_objects
 from loopml_core.settings import Settings
 
 
@@ -51,17 +51,16 @@ class DestinationRecord(BaseModel):
         error = self.responsePayload or {}
         return [
             FailedUpload(
-                bucket=record.s3.bucket.name,
-                key=unquote_plus(record.s3.object.key),
-                version_id=record.s3.object.versionId,
+                bucket=upload.bucket,
+                key=upload.key,
+                version_id=upload.version_id,
                 attempts=self.requestContext.approximateInvokeCount,
                 condition=self.requestContext.condition,
                 error_type=error.get("errorType"),
                 error_message=error.get("errorMessage"),
                 request_id=self.requestContext.requestId,
             )
-            for record in self.requestPayload.Records
-            if record.s3.object is not None
+            for upload in uploaded_objects(self.requestPayload)
         ]
 
 

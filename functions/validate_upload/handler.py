@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from functools import cache
 from typing import Any
-from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
@@ -14,9 +13,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from loopml_core.adapters.object_store import S3ObjectStore
 from loopml_core.adapters.pipeline import StepFunctionsRunner
 from loopml_core.adapters.table import DynamoTable
-from loopml_core.logic.ingest import Ingestor, Upload
+from loopml_core.logic.ingest import Ingestor
 from loopml_core.observability import logger, metrics, tracer
 from loopml_core.registry import Registry
+from loopml_core.s3_events import uploaded_objects
 from loopml_core.settings import Settings
 
 
@@ -38,10 +38,7 @@ def ingestor() -> Ingestor:
 @event_parser(model=S3Model)
 def lambda_handler(event: S3Model, context: LambdaContext) -> dict[str, Any]:
     outcomes = []
-    for record in event.Records:
-        if record.s3.object is None:
-            continue
-        upload = Upload(record.s3.bucket.name, unquote_plus(record.s3.object.key), record.s3.object.versionId)
+    for upload in uploaded_objects(event):
         outcome = ingestor().ingest(upload).model_dump(mode="json", exclude_none=True)
         logger.info("upload processed", extra={"upload": upload.key, **outcome})
         metrics.add_metric(name=f"Uploads{str(outcome['status']).capitalize()}", unit=MetricUnit.Count, value=1)
