@@ -29,11 +29,11 @@ import numpy as np
 
 from infra import declaration as decl
 from infra.local.cloud import LocalCloud
+from infra.local.seed import register_model
 from loopml_core.capture import capture_lines, retention_class
 from loopml_core.clock import iso
 from loopml_core.contract import load_contract
 from loopml_core.drift import build_profile
-from loopml_core.models import DatasetVersion, ModelVersion, ObjectRef, UploadOutcome, UploadStatus
 
 GOAL_SECONDS = 30.0
 GOAL_MEMORY_MB = 1024.0
@@ -71,44 +71,10 @@ def register_champion(cloud: LocalCloud, contract_text: str) -> None:
     baseline_columns = columns(200_000, 1, shifted=False)
     labels = [{"label": label} for label in np.random.default_rng(2).choice(["no", "yes"], 200_000)]
     profile = build_profile(contract, baseline_columns, labels)
-    stored = store.put(cloud.names.artifact_bucket, "models/bench/baseline.json", json.dumps(profile).encode())
-    ref = ObjectRef(bucket=cloud.names.artifact_bucket, key="models/bench/baseline.json", version_id=stored.version_id)
-    upload = UploadOutcome(
-        dataset=contract.name, source_key="k", status=UploadStatus.ACCEPTED, summary="", sha256="s", at="t"
-    )
-    registry.register_dataset_version(
-        contract.name,
-        upload=upload,
-        build=lambda n: DatasetVersion(
-            dataset=contract.name,
-            version=n,
-            object=ref,
-            source_key="k",
-            sha256="s",
-            rows=200_000,
-            contract_version=1,
-            created_at=iso(),
-        ),
-    )
-    registry.register_model_version(
-        contract.name,
-        "bench",
-        lambda n: ModelVersion(
-            model=contract.name,
-            version=n,
-            task="classification",
-            dataset_version=1,
-            execution="bench",
-            artifact=ref,
-            baseline=ref,
-            metrics={},
-            code_version="bench",
-            promoted=True,
-            decision="bench",
-            created_at=iso(),
-        ),
-        promote=True,
-        trigger="upload",
+    # The check reads only the baseline: no model is needed.
+    baseline = json.dumps(profile).encode()
+    register_model(
+        registry, store, cloud.names.artifact_bucket, contract.name, b"", dataset_rows=200_000, baseline=baseline
     )
 
 

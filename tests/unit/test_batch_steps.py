@@ -21,13 +21,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from infra.demo import data
+from infra.local.seed import register_model
 from loopml_core.adapters.object_store import InMemoryObjectStore
 from loopml_core.adapters.object_writer import InMemoryObjectWriters
 from loopml_core.adapters.table import InMemoryTable
 from loopml_core.batch import layout
 from loopml_core.contract import DatasetContract, load_contract
 from loopml_core.logic.batch import BatchFinisher, BatchPlanner, ChunkLimits, ChunkScorer
-from loopml_core.models import DatasetVersion, ModelVersion, ObjectRef, UploadOutcome, UploadStatus
 from loopml_core.registry import Registry
 from loopml_core.serving import OnnxModel
 from loopml_core.training import train
@@ -98,43 +98,7 @@ class Ran:
 
 def register_champion(store: InMemoryObjectStore, registry: Registry, contract: DatasetContract, onnx: bytes) -> None:
     registry.declare_dataset(contract)
-    stored = store.put(ARTIFACTS, f"models/{contract.name}/model.onnx", onnx)
-    ref = ObjectRef(bucket=ARTIFACTS, key=stored.key, version_id=stored.version_id)
-    upload = UploadOutcome(dataset=contract.name, source_key="k", status=UploadStatus.ACCEPTED, summary="", at="t")
-    registry.register_dataset_version(
-        contract.name,
-        upload=upload,
-        build=lambda n: DatasetVersion(
-            dataset=contract.name,
-            version=n,
-            object=ref,
-            source_key="k",
-            sha256="s",
-            rows=1,
-            contract_version=1,
-            created_at="t",
-        ),
-    )
-    registry.register_model_version(
-        contract.name,
-        "run-1",
-        lambda n: ModelVersion(
-            model=contract.name,
-            version=n,
-            task=str(contract.task),
-            dataset_version=1,
-            execution="run-1",
-            artifact=ref,
-            baseline=ref,
-            metrics={},
-            code_version="t",
-            promoted=True,
-            decision="t",
-            created_at="t",
-        ),
-        promote=True,
-        trigger="upload",
-    )
+    register_model(registry, store, ARTIFACTS, contract.name, onnx)
 
 
 @pytest.fixture(scope="module")
