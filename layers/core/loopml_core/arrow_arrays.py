@@ -57,3 +57,26 @@ def arrow_mask(mask: np.ndarray) -> Any:
 
     bits = np.packbits(np.ascontiguousarray(mask, dtype=bool), bitorder="little")
     return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(bits)])
+
+
+def dictionary_codes(array: Any) -> tuple[list[str], np.ndarray]:
+    """A text-like Arrow column as its distinct words (stripped) and one int64 code per entry into them, -1 for a null.
+
+    A column that is not dictionary-encoded yet is encoded first; one that is not text (an integer-coded Parquet
+    column, say) is read as text: 1 reads as "1".
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pa.types.is_dictionary(array.type):
+        if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+            array = pc.cast(array, pa.string())
+        array = pc.dictionary_encode(array)
+    words = [str(word).strip() for word in array.dictionary.to_pylist()]
+    indices = array.indices
+    width = indices.type.bit_width  # dictionary indices are signed integers
+    codes = np.frombuffer(indices.buffers()[1], np.dtype(f"int{width}"), len(indices), indices.offset * width // 8)
+    codes = codes.astype(np.int64)
+    if indices.null_count:
+        codes[~valid_mask(indices)] = -1
+    return words, codes

@@ -92,22 +92,9 @@ def _check_number(
 
 
 def _check_category(feature: Feature, array: Any, checked: CheckedRows) -> tuple[np.ndarray, np.ndarray]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    from loopml_core.arrow_arrays import dictionary_codes
 
-    from loopml_core.arrow_arrays import valid_mask
-
-    if not pa.types.is_dictionary(array.type):
-        if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
-            array = pc.cast(array, pa.string())  # e.g. an integer-coded Parquet column: 1 reads as "1"
-        array = pc.dictionary_encode(array)
-    words = [str(word).strip() for word in array.dictionary.to_pylist()]
-    indices = array.indices
-    width = indices.type.bit_width
-    codes = np.frombuffer(indices.buffers()[1], np.dtype(f"int{width}"), len(indices), indices.offset * width // 8)
-    codes = codes.astype(np.int64)
-    if indices.null_count:
-        codes[~valid_mask(indices)] = -1
+    words, codes = dictionary_codes(array)
     allowed = set(feature.values or ())
     # One slot per dictionary word and a last one for null, which code -1 reaches by numpy's negative indexing.
     blank = np.array([word == "" for word in words] + [True])

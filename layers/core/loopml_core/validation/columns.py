@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from loopml_core import drift
-from loopml_core.arrow_arrays import arrow_indices, bool_mask, float_values, valid_mask
+from loopml_core.arrow_arrays import arrow_indices, bool_mask, dictionary_codes, float_values, valid_mask
 from loopml_core.contract import DatasetContract, FeatureType, Task
 from loopml_core.validation.csv_text import NEWLINE, NOT_UTF8, Segment, record_layout
 from loopml_core.validation.report import MAX_VALUE_CHARS, Issue, overall_issue, shorten
@@ -360,20 +360,7 @@ def check_labels(cap: int, part: Part, column: ColumnPlan, array: Any) -> tuple[
 
     Returns the null mask and the count of each distinct stripped label, allowed or not.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if not pa.types.is_dictionary(array.type):
-        if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
-            array = pc.cast(array, pa.string())  # e.g. an int-typed Parquet target: 0/1 labels read as "0"/"1"
-        array = pc.dictionary_encode(array)
-    words = [str(w).strip() for w in array.dictionary.to_pylist()]
-    indices = array.indices
-    width = indices.type.bit_width  # dictionary indices are signed integers
-    codes = np.frombuffer(indices.buffers()[1], np.dtype(f"int{width}"), len(indices), indices.offset * width // 8)
-    codes = codes.astype(np.int64)
-    if indices.null_count:
-        codes[~valid_mask(indices)] = -1
+    words, codes = dictionary_codes(array)
     # One slot per dictionary word plus a last one for null, which code -1 reaches by numpy's negative indexing.
     blank = np.array([w == "" for w in words] + [True])
     allowed = np.array([(w in column.allowed) if column.allowed is not None else w != "" for w in words] + [False])
