@@ -552,7 +552,13 @@ LAYERS: dict[Layer, LayerSpec] = {
         LayerSpec(
             Layer.CORE,
             "loopml_core with Powertools and pydantic",
-            ("aws-lambda-powertools[tracer,parser]==3.37.0", "pydantic==2.14.3", "pyyaml==6.0.3", "orjson==3.13.0"),
+            (
+                "aws-lambda-powertools[tracer,parser]==3.37.0",
+                "pydantic==2.14.3",
+                "pyyaml==6.0.3",
+                "orjson==3.13.0",
+                "msgspec==0.22.0",
+            ),
             ships_core_package=True,
         ),
         LayerSpec(

@@ -4,8 +4,10 @@ Every error has one shape, `{"error": str, "details": [{"record", "field", "mess
 a route can answer in the OpenAPI document the API serves at `GET /v1/openapi.json`. A method a known path does not
 serve gets a 405 naming the ones it does (`Allow`).
 
-The hot path is columnar and allocation-light (docs/serving.md): bodies are parsed with orjson, records checked
-column-wise, the model fed from those columns, the response and the capture line written with orjson. A cold start
+The hot path is columnar and allocation-light (docs/serving.md): a predict body is decoded by a msgspec decoder made
+from the model's contract (which checks types, presence, nulls and categories as it reads), the numbers checked
+column-wise, the model fed from those columns, the response and the capture line written with orjson. A body that
+path refuses is read again strictly, to name each fault. A cold start
 imports no AWS SDK until the first request needs the registry, and no X-Ray SDK unless tracing is on.
 
 No `from __future__ import annotations` here: the resolver reads the route signatures' types at runtime.
@@ -20,6 +22,7 @@ import os
 # imports this module (a test) keeps its collector.
 if "AWS_LAMBDA_FUNCTION_NAME" in os.environ:
     gc.disable()
+import base64
 import json
 import re
 from collections.abc import Callable
@@ -29,15 +32,12 @@ from typing import Annotated, Any
 import orjson
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import (
-    RequestUnsupportedContentType,
-    RequestValidationError,
-)
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from loopml_core import routing
 from loopml_core.adapters.object_store import S3ObjectStore, aws_client
@@ -45,7 +45,7 @@ from loopml_core.adapters.table import DynamoTable
 from loopml_core.after_response import AfterResponse
 from loopml_core.capture import LogStreamSink
 from loopml_core.errors import FieldProblem, InvalidRequestError, NotFoundError
-from loopml_core.logic.inference import PredictionService
+from loopml_core.logic.inference import JsonRequest, PredictionService
 from loopml_core.observability import logger, metrics, tracer
 from loopml_core.registry import Registry
 from loopml_core.request_json import strict_json
@@ -120,13 +120,6 @@ class PredictRequest(BaseModel):
 
     records: list[Any] = Field(description="feature records: one object per prediction, keyed by feature name")
 
-    def __repr__(self) -> str:
-        # Powertools formats the route's arguments into a debug message on every request, logged or not: the whole
-        # body would be rendered (6 ms for 1000 records) to be thrown away.
-        return f"PredictRequest(<{len(self.records)} records>)"
-
-    __str__ = __repr__
-
 
 @cache
 def service() -> PredictionService:
@@ -163,44 +156,21 @@ def _invalid_request(error: InvalidRequestError) -> Response[str]:
 
 
 @app.exception_handler(RequestValidationError)
-def _invalid_body(error: RequestValidationError) -> Response[str]:
-    content_type = (app.current_event.headers or {}).get("content-type") or ""
-    if app.current_event.body and "json" not in content_type.lower():
-        return _not_json()
+def _invalid_parameters(error: RequestValidationError) -> Response[str]:
+    return _does_not_match_the_api(error.errors())
+
+
+def _does_not_match_the_api(problems: Any) -> Response[str]:
     details = []
-    for problem in error.errors():
+    for problem in problems:
         location = [str(part) for part in problem.get("loc", ()) if part not in ("body", "path")]
-        if problem.get("type") == "json_invalid":
-            reason = (problem.get("ctx") or {}).get("error") or problem.get("msg", "invalid JSON")
-            return _error(
-                400, "the request body is not valid JSON", [{"record": None, "field": None, "message": reason}]
-            )
         details.append({"record": None, "field": ".".join(location) or None, "message": problem.get("msg", "")})
     return _error(422, "the request does not match the API", details)
 
 
-@app.exception_handler(RequestUnsupportedContentType)
-def _unsupported_content_type(error: RequestUnsupportedContentType) -> Response[str]:
-    return _not_json()
-
-
-@app.exception_handler(ValueError)
-def _unreadable_body(error: ValueError) -> Response[str]:
-    """A body Powertools cannot read as the content type it claims (multipart without a boundary, say): this API
-    reads JSON only. Any other ValueError is a fault of ours and stays one."""
-    content_type = (app.current_event.headers or {}).get("content-type") or ""
-    if "json" in content_type.lower():
-        raise error
-    return _not_json()
-
-
-def _not_json() -> Response[str]:
-    content_type = (app.current_event.headers or {}).get("content-type") or ""
-    return _error(
-        415,
-        "send the body as JSON with 'Content-Type: application/json'",
-        [{"record": None, "field": None, "message": f"Content-Type was '{content_type or 'missing'}'"}],
-    )
+@app.exception_handler(ValidationError)
+def _body_does_not_match_the_api(error: ValidationError) -> Response[str]:
+    return _does_not_match_the_api(error.errors())
 
 
 @app.not_found
@@ -231,11 +201,7 @@ def _not_utf8(error: UnicodeDecodeError) -> Response[str]:
 
 @app.exception_handler(json.JSONDecodeError)
 def _bad_json(error: json.JSONDecodeError) -> Response[str]:
-    return _error(
-        400,
-        "the request body is not valid JSON",
-        [{"record": None, "field": None, "message": f"{error.msg} at line {error.lineno} column {error.colno}"}],
-    )
+    return _error(400, "the request body is not valid JSON", [{"record": None, "field": None, "message": error.msg}])
 
 
 @app.exception_handler(NotFoundError)
@@ -322,9 +288,20 @@ def _openapi_json() -> str:
             security=SECURITY,
         )
     )
+    predict_operation = document["paths"]["/v1/models/{name}/predict"]["post"]
+    _document_body(predict_operation, document.setdefault("components", {}).setdefault("schemas", {}))
     _drop_unreferenced_schemas(document)
-    _document_routing(document["paths"]["/v1/models/{name}/predict"]["post"])
+    _document_routing(predict_operation)
     return _json(document)
+
+
+def _document_body(operation: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """The predict body, which the route reads itself (`_json_body`) rather than as a parameter."""
+    schemas["PredictRequest"] = PredictRequest.model_json_schema(ref_template=SCHEMAS + "{model}")
+    operation["requestBody"] = {
+        "required": True,
+        "content": {content_types.APPLICATION_JSON: {"schema": {"$ref": f"{SCHEMAS}PredictRequest"}}},
+    }
 
 
 def _document_routing(operation: dict[str, Any]) -> None:
@@ -389,9 +366,10 @@ def describe_model(name: MODEL_NAME) -> dict[str, Any]:
     summary="predict with the champion: one answer per record, in order",
 )
 @tracer.capture_method
-def predict(name: MODEL_NAME, request: Annotated[PredictRequest, Body()]) -> Response[str]:
+def predict(name: MODEL_NAME) -> Response[str]:
     request_id = app.current_event.request_context.request_id or "local"
-    answer = service().predict(name, request.records, request_id, client_key=_client_key(), defer=after_response.defer)
+    request = JsonRequest(_json_body(), _records_in)
+    answer = service().predict(name, request, request_id, client_key=_client_key(), defer=after_response.defer)
     metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(answer.predictions))
     body = {"model": name, "version": answer.version, "request_id": request_id, "predictions": answer.predictions}
     headers = {
@@ -400,6 +378,30 @@ def predict(name: MODEL_NAME, request: Annotated[PredictRequest, Body()]) -> Res
         "X-Request-Id": request_id,
     }
     return Response(200, content_types.APPLICATION_JSON, _json(body), headers=headers)
+
+
+def _json_body() -> bytes:
+    """The request's body as sent, if it is sent as JSON (415 otherwise). The body is read by the model's own decoder
+    (`JsonRequest`), not by the resolver, so this route declares its body in the OpenAPI document by hand."""
+    event = app.current_event
+    content_type = (event.headers or {}).get("content-type") or ""
+    if content_type and not content_type.strip().lower().startswith("application/json"):
+        raise InvalidRequestError(
+            "send the body as JSON with 'Content-Type: application/json'",
+            [FieldProblem(None, f"Content-Type was '{content_type}'")],
+            415,
+        )
+    if event.body is None:
+        return b""
+    if event.is_base64_encoded:
+        return base64.b64decode(event.body)
+    return event.body.encode("utf-8", "surrogatepass")  # a lone surrogate stays one, for the reader to refuse
+
+
+def _records_in(body: bytes) -> list[Any]:
+    """The records of a body the fast decoder refused, read strictly: a 400 for a body that is not JSON a client can
+    have meant, a 422 for JSON that is not a predict request. The records are then checked one by one."""
+    return PredictRequest.model_validate(strict_json(body)).records
 
 
 def _client_key() -> str | None:

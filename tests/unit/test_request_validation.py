@@ -1,7 +1,9 @@
 """Prediction requests are checked against the contract; every fault names the record and field.
 
 Requests are checked column by column with numpy; only a request that fails is walked record by record to name its
-faults. The two must always agree, which the property test at the end checks on generated requests.
+faults. A body as sent is decoded by a decoder made from the contract, and only a body it refuses is read by the
+strict reader. Each fast path must always agree with the slow one, which the property tests check on generated
+requests.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ from hypothesis import strategies as st
 
 from loopml_core.contract import OutOfRange, load_contract
 from loopml_core.errors import InvalidRequestError
-from loopml_core.logic.inference import MAX_PROBLEMS, RecordValidator, record_problems, validate_records
+from loopml_core.logic.inference import (
+    MAX_PROBLEMS,
+    JsonRequest,
+    RecordValidator,
+    record_problems,
+    validate_records,
+)
+from loopml_core.request_json import strict_json
 
 CONTRACT = load_contract("""
 name: churn
@@ -207,3 +216,83 @@ def test_the_vectorised_checks_agree_with_the_record_walk(records, accept_out_of
         sent = [record[name] for record in records]
         assert columns.numbers[row].tolist() == pytest.approx([math.nan if v is None else v for v in sent], nan_ok=True)
     assert columns.categories["region"].tolist() == ["" if r["region"] is None else r["region"] for r in records]
+
+
+# --- a body decoded by the contract's decoder gives what the strict reader and the checks give ---------------------
+
+
+def _read(body: bytes):
+    return strict_json(body)["records"]
+
+
+def _outcome(validate):
+    try:
+        columns = validate()
+    except (InvalidRequestError, json.JSONDecodeError) as error:
+        if isinstance(error, InvalidRequestError):
+            return ("refused", error.status_code, [p.to_dict() for p in error.details])
+        return ("not JSON", error.msg)
+    return (
+        "columns",
+        {name: [repr(value) for value in values] for name, values in columns.values.items()},  # 3 is not 3.0 here
+        columns.numbers.tobytes(),  # NaN for a null compares equal byte for byte
+        {name: column.tolist() for name, column in columns.categories.items()},
+    )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.one_of(VALID, VALID, RECORD, st.just("not a record")), min_size=0, max_size=12),
+    st.sampled_from(["records", "rows"]),
+)
+def test_a_body_decoded_by_the_contract_decoder_gives_what_reading_it_strictly_gives(records, key):
+    validator = RecordValidator(NULLABLE)
+    body = json.dumps({key: records}).encode()  # NaN and Infinity are written as such: the reader refuses them
+
+    def read(sent: bytes):  # as the API reads it: a body that is not `{"records": [...]}` is refused (a dict is)
+        document = strict_json(sent)
+        return document["records"] if key == "records" else document
+
+    fast = _outcome(lambda: validator.validate(JsonRequest(body, read), 10))
+    assert fast == _outcome(lambda: validator.validate(read(body), 10))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"records": [{"tenure_months": 3, "monthly_charges": 1, "plan": "pro"}]}',
+        b'{"records": [{"tenure_months": 3.0, "monthly_charges": 1, "plan": "pro"}]}',  # an integral float
+        b'{"records": [{"tenure_months": 100000000000000000000, "monthly_charges": 1, "plan": "pro"}]}',
+        b'{"records": [{"monthly_charges": 1.5, "plan": "basic", "tenure_months": 0}], "records": []}',
+        b'{"records": [{"tenure_months": 1, "monthly_charges": 1e-400, "plan": "pro"}]}',
+    ],
+)
+def test_edge_bodies_read_alike_by_the_decoder_and_the_strict_reader(body):
+    validator = RecordValidator(CONTRACT)
+    fast = _outcome(lambda: validator.validate(JsonRequest(body, _read), 10))
+    assert fast == _outcome(lambda: validator.validate(_read(body), 10))
+
+
+def test_the_decoder_reads_a_valid_body_without_the_strict_reader():
+    def must_not_read(body: bytes):
+        raise AssertionError("a valid body took the slow path")
+
+    body = orjson.dumps({"records": [GOOD, {**GOOD, "plan": "basic", "monthly_charges": 2}] * 50})
+    columns = RecordValidator(CONTRACT).validate(JsonRequest(body, must_not_read), 1000)
+    assert columns.count == 100 and columns.values["plan"][:2] == ("pro", "basic")
+    assert columns.numbers[:, :2].tolist() == [[3.0, 3.0], [70.5, 2.0]]
+
+
+def test_feature_names_need_not_be_python_identifiers():
+    contract = load_contract("""
+name: odd
+task: regression
+target: y
+features:
+  - {name: "class", type: float}
+  - {name: "unit price ($)", type: float, nullable: true}
+  - {name: "3d-kind", type: category, values: ["a b", "c"]}
+""")
+    body = b'{"records": [{"class": 1, "unit price ($)": null, "3d-kind": "a b"}]}'
+    columns = RecordValidator(contract).validate(JsonRequest(body, _read), 10)
+    assert columns.values == {"class": (1,), "unit price ($)": (None,), "3d-kind": ("a b",)}

@@ -1,5 +1,5 @@
 """The serving path (serving, evaluation, drift) must run on the inference layer: numpy and onnxruntime only (and
-orjson, which the core layer ships)."""
+orjson and msgspec, which the core layer ships)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from loopml_core.training import train
 CORE = Path(__file__).resolve().parents[2] / "layers" / "core"
 SERVING_MODULES = ("serving", "evaluation", "drift")
 FORBIDDEN = ("sklearn", "pandas", "skl2onnx", "onnx", "joblib", "cloudpickle", "dill", "scipy")
-ALLOWED_THIRD_PARTY = {"numpy", "onnxruntime", "loopml_core", "pydantic", "orjson"}
+ALLOWED_THIRD_PARTY = {"numpy", "onnxruntime", "loopml_core", "pydantic", "orjson", "msgspec"}
 # numpy itself imports the pickle module, so the subprocess cannot assert its absence; the source check below makes
 # sure none of the serving modules loads anything through it.
 PICKLE_LOADERS = {"pickle", "cPickle", "_pickle", "shelve", "marshal", "joblib", "cloudpickle", "dill"}

@@ -3,10 +3,12 @@
 Imports onnxruntime and numpy only (through loopml_core.serving); never scikit-learn or pandas, never pickle.
 Capture goes to a `CaptureSink` (the function's log stream), never to S3 from the request path.
 
-The request path is columnar. Validation builds each feature's column once and checks it with numpy (types, nulls,
-finite, float32 range, integers, min/max, category membership); only a request that fails is walked record by
-record, to name every fault with its record and field. The model is fed straight from the checked columns, and the
-capture line is written from the same columns and the model's outputs.
+The request path is columnar. A body as sent (`JsonRequest`) is decoded by a msgspec decoder built from the model's
+contract, which checks each value's type, every feature's presence, nulls and category membership as it reads; the
+numbers are then checked at once with numpy (finite, float32 range, integers, min/max). A body that path refuses is
+read again by the API's strict reader and walked record by record, to name every fault with its record and field.
+The model is fed straight from the checked columns, and the capture line is written from the same columns and the
+model's outputs.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
@@ -41,6 +44,20 @@ DEFAULT_ALIAS_TTL_S = 5.0  # how stale a warm container's champion may be after 
 FLOAT32_MAX = 3.4028234663852886e38  # the model computes in float32: a larger number would reach it as infinity
 NUMBER_TYPES = frozenset({int, float})  # exactly: a bool is not a number here, nor is a str holding one
 NULL_TYPE = type(None)
+INT64_LIMIT = 2.0**63  # an integer this large reads as a float from the strict reader, and is captured as one
+
+
+@dataclass(frozen=True)
+class JsonRequest:
+    """A predict request's body as it was sent, not yet read.
+
+    The validator of the model that answers decodes it straight into checked columns (`RecordValidator.validate`).
+    A body that fast path refuses is handed to `read`, the API's strict reader, which raises the API's error for a
+    body that is not a request and otherwise returns its `records` to be checked one by one.
+    """
+
+    body: bytes
+    read: Callable[[bytes], Any]
 
 
 @dataclass(frozen=True)
@@ -79,9 +96,16 @@ class RecordValidator:
         self._categories = {
             f.name: (frozenset(f.values or ()), f.nullable) for f in contract.features if not f.is_numeric
         }
+        self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_request_type(contract))
 
     def validate(self, records: Any, max_records: int) -> FeatureColumns:
-        """The records as checked columns; raises InvalidRequestError naming every field at fault (up to 50)."""
+        """The records, or a `JsonRequest` holding them, as checked columns; raises InvalidRequestError naming every
+        field at fault (up to 50)."""
+        if isinstance(records, JsonRequest):
+            decoded = self._decoded(records.body, max_records)
+            if decoded is not None:
+                return decoded
+            records = records.read(records.body)
         _check_shape(records, max_records)
         columns = self._columns(records)
         if columns is not None:
@@ -103,6 +127,18 @@ class RecordValidator:
             return _single_field_row(names[0])
         return itemgetter(*names)
 
+    def _decoded(self, body: bytes, max_records: int) -> FeatureColumns | None:
+        """The body decoded by the contract's own decoder and checked; None for anything it or the checks refuse."""
+        try:
+            records = self._decoder.decode(body).records
+        except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec.ValidationError is a DecodeError
+            return None
+        if not 0 < len(records) <= max_records:
+            return None
+        columns = zip(*map(msgspec.structs.astuple, records), strict=True)
+        values: dict[str, Sequence[Any]] = dict(zip(self.names, columns, strict=True))
+        return self._checked(len(records), values, has_float=True, categories_known=True)
+
     def _columns(self, records: list[Any]) -> FeatureColumns | None:
         """Each feature's column, checked with vectorised tests; None as soon as anything is at fault."""
         try:
@@ -112,18 +148,33 @@ class RecordValidator:
         if set(map(len, records)) != {len(self.names)}:  # every feature is there: a longer record has extra fields
             return None
         values: dict[str, Sequence[Any]] = dict(zip(self.names, zip(*rows, strict=True), strict=True))
-        numeric = [values[name] for name in self._numeric_names]
-        kinds = set(map(type, chain.from_iterable(numeric)))
+        kinds = set(map(type, chain.from_iterable(values[name] for name in self._numeric_names)))
         if not kinds <= NUMBER_TYPES | {NULL_TYPE}:
             return None
-        shape = (len(numeric), len(records))
+        return self._checked(len(records), values, has_float=float in kinds, categories_known=False)
+
+    def _checked(
+        self, count: int, values: dict[str, Sequence[Any]], has_float: bool, categories_known: bool
+    ) -> FeatureColumns | None:
+        """Columns whose numeric values are all ints, floats or None, checked against the contract at once. With
+        `categories_known` the category columns hold only their feature's values (and None where it is nullable)."""
+        numeric = [values[name] for name in self._numeric_names]
+        shape = (len(numeric), count)
         try:  # a None becomes NaN
             numbers = np.fromiter(chain.from_iterable(numeric), np.float64, shape[0] * shape[1]).reshape(shape)
-        except OverflowError:  # an int beyond float64 (only a Python caller can send one: a JSON body cannot)
+        except OverflowError:  # an integer beyond float64: the strict reader names it
             return None
-        if not self._numbers_pass(numbers, numeric, float in kinds):
+        if not self._numbers_pass(numbers, numeric, has_float):
             return None
-        categories: dict[str, NDArray[Any]] = {}
+        if categories_known:
+            if (np.abs(numbers) >= INT64_LIMIT).any():  # the strict reader would read such an integer as a float
+                return None
+            categories = {
+                name: category_column(values[name], nullable and None in values[name])
+                for name, (_, nullable) in self._categories.items()
+            }
+            return FeatureColumns(count, values, numbers, categories)
+        categories = {}
         for name, (allowed, nullable) in self._categories.items():
             column = values[name]
             try:
@@ -138,7 +189,7 @@ class RecordValidator:
             if set(map(type, seen)) - {str} or not seen <= allowed:
                 return None
             categories[name] = category_column(column, has_null)
-        return FeatureColumns(len(records), values, numbers, categories)
+        return FeatureColumns(count, values, numbers, categories)
 
     def _numbers_pass(self, numbers: NDArray[np.float64], numeric: list[Sequence[Any]], has_float: bool) -> bool:
         not_finite = ~np.isfinite(numbers)
@@ -164,6 +215,20 @@ class RecordValidator:
         numbers = np.array(numeric, dtype=np.float64).reshape(len(numeric), len(records))
         categories = {name: category_column(values[name]) for name in self._categories}
         return FeatureColumns(len(records), values, numbers, categories)
+
+
+def _request_type(contract: DatasetContract) -> type[msgspec.Struct]:
+    """The type of a predict request's body under `contract`, for msgspec: `{"records": [record, ...]}` and nothing
+    else, each record an object of exactly the contract's features. A number is an int or a float (never a bool or
+    a string), a category one of its values, and null only where the feature is nullable. Fields are named by
+    position and renamed to the features' names, which need not be Python identifiers."""
+    fields: list[tuple[str, Any]] = []
+    for position, feature in enumerate(contract.features):
+        kind: Any = int | float if feature.is_numeric else Literal[tuple(feature.values or ())]
+        fields.append((f"f{position}", kind | None if feature.nullable else kind))
+    rename = {f"f{position}": feature.name for position, feature in enumerate(contract.features)}
+    record: Any = msgspec.defstruct("Record", fields, rename=rename, forbid_unknown_fields=True, gc=False)
+    return msgspec.defstruct("PredictBody", [("records", list[record])], forbid_unknown_fields=True, gc=False)
 
 
 def _single_field_row(name: str) -> Callable[[Any], tuple[Any]]:
