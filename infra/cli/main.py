@@ -786,9 +786,9 @@ def models_compare(
     settings = contract.monitoring.performance
     result = compare(
         champion_version=state.champion,
-        champion_counts=counts_since(registry.performance(name, state.champion), since),
+        champion_counts=counts_since(registry.performance(name, state.champion, since), since),
         challenger_version=version,
-        challenger_counts=counts_since(registry.performance(name, version), since),
+        challenger_counts=counts_since(registry.performance(name, version, since), since),
         metric=contract.performance_metric,
         confidence=confidence,
         min_labels=settings.min_labels,

@@ -321,6 +321,18 @@ def test_a_performance_drop_alerts_once_and_retrains_without_captured_traffic(wo
     assert world.check().performance_episode == "closed"
 
 
+def test_live_performance_is_read_over_the_last_ninety_days_only(world):
+    from loopml_core.logic.monitor import PERFORMANCE_HISTORY_DAYS
+
+    _labels(world, accuracy=0.55, day="2026-08-01", source="labels/churn/old.csv")  # long before the check's day
+    _labels(world, accuracy=0.85, day="2026-11-24")
+    assert PERFORMANCE_HISTORY_DAYS == 90
+    result = world.check()
+    assert [w["window"] for w in result.performance["windows"]] == ["2026-11-24"] and not result.performance_dropped
+    world.later(24 * 120)  # the newer labels are past the bound too
+    assert world.check().performance is None
+
+
 def test_a_second_performance_episode_alerts_and_retrains_again(world):
     _labels(world, accuracy=0.55, source="labels/churn/1.csv")
     first = world.check()

@@ -276,3 +276,20 @@ def test_a_label_file_spanning_more_slices_than_a_transaction_takes_lands_once(r
     assert registry.record_labels(outcome, counts).source_key == outcome.source_key  # redelivered: nothing twice
     merged = registry.performance("churn", 1)
     assert len(merged) == 112 and all(c.rows == 3 for c in merged.values())
+
+
+def test_live_performance_is_read_from_a_day_on(registry):
+    from loopml_core.performance import regression_counts
+
+    days = ("2026-03-30", "2026-03-31", "2026-04-01")
+    counts = {(1, day): regression_counts(np.ones(2), np.zeros(2)) for day in days}
+    for name in ("a", "b"):
+        outcome = UploadOutcome(
+            dataset="churn", source_key=f"labels/churn/{name}.csv", status=UploadStatus.ACCEPTED, summary="", at="t"
+        )
+        registry.record_labels(outcome, counts)
+    assert {day: c.rows for day, c in registry.performance("churn", 1, "2026-03-31T17:00:00Z").items()} == {
+        "2026-03-31": 4,  # the day of `since` counts whole, both files merged
+        "2026-04-01": 4,
+    }
+    assert len(registry.performance("churn", 1)) == 3

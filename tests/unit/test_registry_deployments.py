@@ -33,9 +33,9 @@ class RecordingTable(InMemoryTable):
         self.gets += 1
         return super().get(pk, sk)
 
-    def query(self, pk, sk_prefix="", *, newest_first=False, limit=None):  # type: ignore[no-untyped-def]
+    def query(self, pk, sk_prefix="", *, newest_first=False, limit=None, sk_from=None):  # type: ignore[no-untyped-def]
         self.queries += 1
-        return super().query(pk, sk_prefix, newest_first=newest_first, limit=limit)
+        return super().query(pk, sk_prefix, newest_first=newest_first, limit=limit, sk_from=sk_from)
 
     def transact(self, puts):  # type: ignore[no-untyped-def]
         self.transactions.append(list(puts))

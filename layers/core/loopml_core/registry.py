@@ -407,12 +407,14 @@ class Registry:
                     self.table.transact([put])
         return puts[:TRANSACTION_ROOM]
 
-    def performance(self, model: str, version: int) -> dict[str, PerformanceCounts]:
-        """A model version's live performance counts per day of prediction, every label file merged."""
+    def performance(self, model: str, version: int, since: str = "") -> dict[str, PerformanceCounts]:
+        """A model version's live performance counts per day of prediction, every label file merged; only the days
+        from `since` (an ISO date or timestamp; its day counts whole) when given. Each label file adds one item per
+        day it covers, so a bound keeps the read to the days asked for however long the model has served."""
         from loopml_core.performance import PerformanceCounts
 
         merged: dict[str, PerformanceCounts] = {}
-        for item in self.table.query(_performance_pk(model, version)):
+        for item in self.table.query(_performance_pk(model, version), sk_from=since[:10] or None):
             document = _doc(item)
             counted = PerformanceCounts.from_json(document["counts"])
             day = str(document["day"])

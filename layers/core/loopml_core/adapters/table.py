@@ -77,9 +77,16 @@ class Table(ABC):
 
     @abstractmethod
     def query(
-        self, pk: str, sk_prefix: str = "", *, newest_first: bool = False, limit: int | None = None
+        self,
+        pk: str,
+        sk_prefix: str = "",
+        *,
+        newest_first: bool = False,
+        limit: int | None = None,
+        sk_from: str | None = None,
     ) -> list[Item]:
-        """Items under `pk` whose sort key starts with `sk_prefix`, in sort-key order."""
+        """Items under `pk` whose sort key starts with `sk_prefix`, or (never both) is at least `sk_from`, in
+        sort-key order."""
 
     @abstractmethod
     def transact(self, puts: Sequence[Write]) -> None:
@@ -93,6 +100,11 @@ class Table(ABC):
     @abstractmethod
     def put_unconditionally(self, item: Item) -> None:
         """Overwrite an item. Reserved for tests and operators tampering on purpose (e.g. audit verify demos)."""
+
+
+def _one_sort_key_condition(sk_prefix: str, sk_from: str | None) -> None:
+    if sk_prefix and sk_from is not None:  # DynamoDB takes one condition on the sort key
+        raise ValueError("query by a sort-key prefix or from a sort key, not both")
 
 
 def _condition(put: Write) -> tuple[str | None, dict[str, str], dict[str, Any]]:
@@ -144,8 +156,15 @@ class DynamoTable(Table):
         return _from_dynamo(reply["Item"]) if "Item" in reply else None
 
     def query(
-        self, pk: str, sk_prefix: str = "", *, newest_first: bool = False, limit: int | None = None
+        self,
+        pk: str,
+        sk_prefix: str = "",
+        *,
+        newest_first: bool = False,
+        limit: int | None = None,
+        sk_from: str | None = None,
     ) -> list[Item]:
+        _one_sort_key_condition(sk_prefix, sk_from)
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "pk = :pk",
@@ -156,6 +175,9 @@ class DynamoTable(Table):
         if sk_prefix:  # DynamoDB rejects an empty begins_with operand
             kwargs["KeyConditionExpression"] += " AND begins_with(sk, :prefix)"
             kwargs["ExpressionAttributeValues"][":prefix"] = {"S": sk_prefix}
+        if sk_from is not None:
+            kwargs["KeyConditionExpression"] += " AND sk >= :from"
+            kwargs["ExpressionAttributeValues"][":from"] = {"S": sk_from}
         items: list[Item] = []
         while True:
             if limit is not None:
@@ -205,9 +227,19 @@ class InMemoryTable(Table):
         return copy.deepcopy(item) if item is not None else None
 
     def query(
-        self, pk: str, sk_prefix: str = "", *, newest_first: bool = False, limit: int | None = None
+        self,
+        pk: str,
+        sk_prefix: str = "",
+        *,
+        newest_first: bool = False,
+        limit: int | None = None,
+        sk_from: str | None = None,
     ) -> list[Item]:
-        keys = sorted((k for k in self._items if k[0] == pk and k[1].startswith(sk_prefix)), reverse=newest_first)
+        _one_sort_key_condition(sk_prefix, sk_from)
+        keys = sorted(
+            (k for k in self._items if k[0] == pk and k[1].startswith(sk_prefix) and k[1] >= (sk_from or "")),
+            reverse=newest_first,
+        )
         return [copy.deepcopy(self._items[k]) for k in keys[:limit]]
 
     def transact(self, puts: Sequence[Write]) -> None:

@@ -36,6 +36,9 @@ WINDOW_OBJECTS = 2_000  # capture batches one check reads at most; a backlog is 
 # so a batch can still appear in an hour for a while after the hour ends. An hour is closed this long after its end;
 # until then the check remembers which of its batches it has read instead of moving its cursor past them.
 SETTLE_SECONDS = 900
+# The live performance a check reads, judges and plots: labels keep arriving for weeks, but a model's performance of
+# months ago has no bearing on a drop today, and the read grows with every label file otherwise.
+PERFORMANCE_HISTORY_DAYS = 90
 
 
 class CheckFailedError(Exception):
@@ -257,7 +260,7 @@ class DriftMonitor:
             report=report,
             notes=[f"unreadable capture batch {note}" for note in counted.unreadable],
         )
-        result.performance = self._performance(model, contract, champion, late)
+        result.performance = self._performance(model, contract, champion, late, now)
         keep_window = report.insufficient_data and len(batches) < WINDOW_OBJECTS
         if report.insufficient_data:
             result.status = "insufficient-data"
@@ -532,17 +535,20 @@ class DriftMonitor:
         contract: DatasetContract,
         champion: ModelVersion,
         late: dict[str, dict[tuple[int, str], PerformanceCounts]],
+        now: datetime,
     ) -> dict[str, Any] | None:
-        """The live metric per model version and day of prediction, and whether the champion's latest judged day
-        fell beyond the contract's tolerance from the holdout metric it was promoted on."""
+        """The live metric per model version and day of prediction over the last `PERFORMANCE_HISTORY_DAYS`, and
+        whether the champion's latest judged day fell beyond the contract's tolerance from the holdout metric it was
+        promoted on."""
         from loopml_core.performance import dropped, limit, metrics
 
         metric = contract.performance_metric
         settings = contract.monitoring.performance
         recent = [v.version for v in self.registry.model_versions(model)][-5:]
         windows: list[dict[str, Any]] = []
+        since = (now - timedelta(days=PERFORMANCE_HISTORY_DAYS)).date().isoformat()
         for version in sorted({*recent, champion.version}):
-            days = self.registry.performance(model, version)
+            days = self.registry.performance(model, version, since)
             for matched in late.values():  # labels this check matched, recorded with it
                 for (late_version, day), counts in matched.items():
                     if late_version == version:
