@@ -630,7 +630,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         ),
         FunctionSpec(
             "upload_failed",
-            "Gives an upload whose validation crashed or timed out after its retries the error outcome, and alerts",
+            "Gives an upload whose validation, label join or batch start failed after its retries the error outcome",
             (Layer.CORE,),
             # Tagging reads the object's current tags first (a tag write replaces them all); nothing else of the data.
             Grants(data_bucket=Access.TAG, registry_table=Access.READ_WRITE, publish_alerts=True),
@@ -791,15 +791,21 @@ S3_TRIGGERS = (UPLOAD_TRIGGER, LABELS_TRIGGER, BATCH_TRIGGER)
 # `error`. Lambda's default is 2 retries; declared so both backends retry the same number of times.
 VALIDATION_FAILURES = AsyncInvokeSpec(function="validate_upload", retry_attempts=2, on_failure="upload_failed")
 LABEL_FAILURES = AsyncInvokeSpec(function="ingest_labels", retry_attempts=2, on_failure="upload_failed")
-ASYNC_INVOCATIONS: dict[str, AsyncInvokeSpec] = {spec.function: spec for spec in (VALIDATION_FAILURES, LABEL_FAILURES)}
+# A batch file whose execution could not be started (StartExecution denied or throttled, the function timing out) is
+# not dropped either: upload_failed tags it `loopml-batch-status=error` and alerts.
+BATCH_START_FAILURES = AsyncInvokeSpec(function="batch_start", retry_attempts=2, on_failure="upload_failed")
+ASYNC_INVOCATIONS: dict[str, AsyncInvokeSpec] = {
+    spec.function: spec for spec in (VALIDATION_FAILURES, LABEL_FAILURES, BATCH_START_FAILURES)
+}
 
-# Invocations of the on-failure function count uploads whose validation failed, whether or not that function then
+# Invocations of the on-failure function count uploads whose handling failed, whether or not that function then
 # manages to record them: the alarm still fires if it crashes too (say the registry is unreachable), which an
 # application metric emitted by the function would not.
 UPLOAD_ERRORS_ALARM = AlarmSpec(
     key="upload-errors",
-    description="An upload's validation (or a label file's join) failed after Lambda's retries: it has the error "
-    "outcome, nothing registered",
+    description="An upload's validation, a label file's join or the start of a batch file's scoring failed after "
+    "Lambda's retries: the upload has the error outcome (nothing registered, nothing scored); the alert names the file "
+    "and the error",
     metrics=(MetricSpec(MetricSource.FUNCTION, "Invocations", VALIDATION_FAILURES.on_failure),),
 )
 
@@ -967,7 +973,10 @@ DASHBOARD = DashboardSpec(
         ),
         GraphSpec(
             "Batch outcomes",
-            tuple(MetricSpec(MetricSource.SERVICE, f"Batches{outcome}") for outcome in ("Scored", "Refused", "Failed")),
+            tuple(
+                MetricSpec(MetricSource.SERVICE, f"Batches{outcome}")
+                for outcome in ("Scored", "Refused", "Failed", "Error")  # Error: not started (upload_failed)
+            ),
         ),
         GraphSpec("Batch rows scored", (MetricSpec(MetricSource.SERVICE, "BatchRowsScored"),)),
         GraphSpec("Function errors", _per_function("Errors")),

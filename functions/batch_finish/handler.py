@@ -1,4 +1,8 @@
-"""Batch step: join the chunks' parts into the output, write the report, tag the input with the outcome."""
+"""Batch step: join the chunks' parts into the output, write the report, tag the input with the outcome.
+
+With `"mode": "failed"` (the state machine's RecordFailure, after a Catch) it writes the failed report instead: the
+step that failed, its error and cause, and the chunks that had finished.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +30,10 @@ def finisher() -> BatchFinisher:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    outcome = finisher().finish(event["job"], event["execution"], event.get("error"))
+    if event.get("mode") == "failed":
+        outcome = finisher().record_failure(event["job"], event["execution"], event["step"], event.get("error"))
+    else:
+        outcome = finisher().finish(event["job"], event["execution"])
     logger.info("batch finished", extra={"key": event["job"]["key"], **outcome})
     if outcome["status"] == BatchStatus.FAILED:
         metrics.add_metric(name="BatchesFailed", unit=MetricUnit.Count, value=1)

@@ -1,4 +1,5 @@
-"""On-failure destination of validate_upload: an upload whose validation failed after Lambda's retries gets `error`."""
+"""On-failure destination of validate_upload, ingest_labels and batch_start: an upload whose handling failed after
+Lambda's retries gets the `error` outcome, and one alert."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pydantic import BaseModel
 from loopml_core.adapters.notifier import SnsNotifier
 from loopml_core.adapters.object_store import S3ObjectStore
 from loopml_core.adapters.table import DynamoTable
-from loopml_core.logic.upload_failures import FailedUpload, UploadFailures
+from loopml_core.logic.upload_failures import BatchFailureHandled, FailedUpload, UploadFailures
 from loopml_core.observability import logger, metrics, tracer
 from loopml_core.registry import Registry
 from loopml_core.s3_events import uploaded_objects
@@ -84,10 +85,13 @@ def lambda_handler(event: DestinationRecord, context: LambdaContext) -> dict[str
     for upload in event.failed_uploads():
         result = upload_failures().handle(upload)
         logger.warning(
-            "upload validation failed",
+            "upload handling failed",
             extra={**result.to_dict(), "error_type": upload.error_type, "error_message": upload.error_message},
         )
-        if result.recorded:
+        if isinstance(result, BatchFailureHandled):
+            if result.tagged:
+                metrics.add_metric(name="BatchesError", unit=MetricUnit.Count, value=1)
+        elif result.recorded:
             metrics.add_metric(name="UploadsError", unit=MetricUnit.Count, value=1)
         handled.append(result.to_dict())
     return {"uploads": handled}

@@ -103,6 +103,11 @@ def wait_for_outcome(
             on_progress(state)
         if state.status is not None and state.status != "RUNNING":
             break
+        if state.status is None and _never_started(backend, stored):
+            raise BackendError(
+                f"batch {execution} could not be started: batch_start failed after its retries (the alert has the "
+                "error); fix the cause and run loopml batch again"
+            )
         if time.monotonic() > deadline:
             where = "not started" if state.status is None else "still running"
             raise BackendError(
@@ -110,11 +115,46 @@ def wait_for_outcome(
                 f"s3://{stored.bucket}/{_report_key(stored, model)}"
             )
         time.sleep(POLL_S)
-    try:
-        report: dict[str, Any] = json.loads(backend.store.get(stored.bucket, _report_key(stored, model)))
-    except Exception as error:  # a batch whose finish step itself crashed has no report
-        raise BackendError(f"batch {execution} ended {state.status} without a report: {error}") from error
+    report = _report_of(backend, stored, model, execution)
+    if report is None:
+        raise BackendError(f"batch {execution} ended {state.status} without a report of this upload")
     return report
+
+
+def _never_started(backend: Backend, stored: StoredObject) -> bool:
+    """Whether the on-failure destination has given the upload the `error` outcome: no execution will come."""
+    from loopml_core.errors import NotFoundError
+
+    try:
+        tags = backend.store.tags(stored.bucket, stored.key, stored.version_id)
+    except NotFoundError:
+        return False
+    return tags.get(layout.STATUS_TAG) == layout.BatchStatus.ERROR
+
+
+def _report_of(backend: Backend, stored: StoredObject, model: str, execution: str) -> dict[str, Any] | None:
+    """This upload's report: the very version the execution names when it succeeded; otherwise the report under the
+    file's name or, when a newer upload of the same name superseded it, under `<stem>.<version id>`, whichever is
+    about this object version."""
+    from loopml_core.adapters.pipeline import StepFunctionsRunner
+    from loopml_core.errors import NotFoundError
+
+    runner = StepFunctionsRunner(backend.names.batch_state_machine_arn(), backend.client("stepfunctions"))
+    output = runner.describe(execution).output or {}
+    if output.get("report"):
+        key = output["report"].removeprefix(f"s3://{stored.bucket}/")
+        report: dict[str, Any] = json.loads(backend.store.get(stored.bucket, key, output.get("report_version_id")))
+        return report
+    batch = layout.batch_input(stored.bucket, stored.key, stored.version_id)
+    assert batch is not None
+    for stem in (batch.stem, layout.version_stem(batch.stem, stored.version_id)):
+        try:
+            report = json.loads(backend.store.get(stored.bucket, layout.report_key(model, stem)))
+        except NotFoundError:
+            continue
+        if report.get("source_version_id") == stored.version_id:
+            return report
+    return None
 
 
 def _report_key(stored: StoredObject, model: str) -> str:
@@ -159,7 +199,11 @@ def batch(context: Any, name: str, file: Path, id_column: str | None, wait: bool
     out.print(f"uploaded {stored.uri} (version {stored.version_id}); batch {execution}", soft_wrap=True)
     if not wait:
         where = f"s3://{stored.bucket}/{_report_key(stored, name)}"
-        out.print(f"its outcome will be in {where} (and on the upload's {layout.STATUS_TAG} tag)", soft_wrap=True)
+        out.print(
+            f"its outcome will be in {where} (or <stem>.<version>.report.json if a newer upload of the same name "
+            f"supersedes it), and on the upload's {layout.STATUS_TAG} tag",
+            soft_wrap=True,
+        )
         return
     limit = timeout if timeout is not None else 300 + size / SCORED_BYTES_PER_S
     with Progress("scoring", BarColumn(), MofNCompleteColumn(), "chunks", console=err, transient=True) as bar:

@@ -13,6 +13,7 @@ from infra.declaration import (
     BATCH,
     BATCH_FAILED_ALARM,
     BATCH_MAP_LABEL,
+    BATCH_START_FAILURES,
     BATCH_THROTTLES_ALARM,
     BATCH_TRIGGER,
     BATCH_WORK_PREFIX,
@@ -75,9 +76,20 @@ def test_the_batch_state_machine_is_the_declared_asl_with_a_distributed_map(temp
     assert "ToleratedFailurePercentage" not in score and "ToleratedFailureCount" not in score  # none tolerated
     [task] = score["ItemProcessor"]["States"].values()
     assert task["Parameters"]["FunctionName"] == "${ScoreFunctionArn}"
-    # Every failure reaches Finish, which records the batch's outcome; a failed outcome fails the execution
-    assert declared["States"]["Plan"]["Catch"][0]["Next"] == "Finish" == score["Catch"][0]["Next"]
-    assert declared["States"]["Outcome"]["Choices"][0]["Next"] == "Failed"
+    # A step that fails after its retries is caught: RecordFailure (batch_finish's failed mode) writes the failed
+    # report, then the execution fails; so does a failed outcome of Finish itself
+    states = declared["States"]
+    for step, named in (("Plan", "PlanFailed"), ("ScoreChunks", "ScoringFailed"), ("Finish", "FinishFailed")):
+        [catch] = states[step]["Catch"]
+        assert catch == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": named}
+        passed = {key: value for key, value in states[named].items() if key != "Comment"}
+        assert passed == {"Type": "Pass", "Result": step, "ResultPath": "$.failed_step", "Next": "RecordFailure"}
+    record = states["RecordFailure"]
+    assert record["Parameters"]["FunctionName"] == "${FinishFunctionArn}"
+    assert record["Parameters"]["Payload"]["mode"] == "failed" and record["Next"] == "Failed"
+    assert record["Catch"][0]["Next"] == "FailedUnreported" and states["FailedUnreported"]["Type"] == "Fail"
+    assert states["Outcome"]["Choices"][0]["Next"] == "Failed"
+    assert states["Failed"] == {**states["Failed"], "Type": "Fail", "Error": "BatchFailed", "CausePath": "$.summary"}
     assert machine["LoggingConfiguration"]["Level"] == "ALL" and machine["TracingConfiguration"] == {"Enabled": True}
 
 
@@ -117,9 +129,12 @@ def test_uploads_under_batch_start_batches_and_only_the_start_function_may_start
     }
     assert starters == {"batch_start"}
     start_permissions = permissions(template, role_of(template, start))
+    # and hand an event it could not start a batch for to upload_failed, after its retries (BATCH_START_FAILURES)
+    failed = arn("lambda", f"function:{FUNCTIONS[BATCH_START_FAILURES.on_failure].physical_name()}")
     assert {(a, r) for a, r in start_permissions if not a.startswith(("logs:", "xray:"))} == {
         ("states:StartExecution", arn("states", f"stateMachine:{MACHINE}")),
         ("states:DescribeExecution", arn("states", f"execution:{MACHINE}:*")),
+        ("lambda:InvokeFunction", failed),
     }
     environment = template.props(start)["Environment"]["Variables"]
     assert flatten(environment["BATCH_STATE_MACHINE_ARN"]) == arn("states", f"stateMachine:{MACHINE}").replace(

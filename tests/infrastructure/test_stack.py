@@ -20,6 +20,7 @@ from infra.declaration import (
     ALARMS,
     API,
     ASYNC_INVOCATIONS,
+    BATCH_START_FAILURES,
     CAPTURE_DELIVERY,
     DASHBOARD,
     DRIFT_ALARM,
@@ -365,7 +366,9 @@ def test_upload_failed_role_is_least_privilege(template: Template) -> None:
 # --- every upload ends with an outcome: validation failures ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("spec", [VALIDATION_FAILURES, LABEL_FAILURES], ids=lambda spec: spec.function)
+@pytest.mark.parametrize(
+    "spec", [VALIDATION_FAILURES, LABEL_FAILURES, BATCH_START_FAILURES], ids=lambda spec: spec.function
+)
 def test_upload_handlers_are_retried_then_sent_to_upload_failed(template: Template, spec: AsyncInvokeSpec) -> None:
     handler, failed = function_id(template, spec.function), function_id(template, "upload_failed")
     config_id = template.one("AWS::Lambda::EventInvokeConfig", FunctionName="${" + handler + "}")
@@ -376,7 +379,7 @@ def test_upload_handlers_are_retried_then_sent_to_upload_failed(template: Templa
     assert "OnSuccess" not in config["DestinationConfig"]
     # Lambda checks the role's permission to invoke the destination when the configuration is created.
     assert role_id(template, handler) in template.resources[config_id]["DependsOn"]
-    assert len(template.of_type("AWS::Lambda::EventInvokeConfig")) == len(ASYNC_INVOCATIONS) == 2
+    assert len(template.of_type("AWS::Lambda::EventInvokeConfig")) == len(ASYNC_INVOCATIONS) == 3
 
 
 def test_only_upload_handlers_may_invoke_a_function_and_only_their_destination(template: Template) -> None:
@@ -389,6 +392,7 @@ def test_only_upload_handlers_may_invoke_a_function_and_only_their_destination(t
     assert invokes == {
         ("validate_upload", function_arn("upload_failed")),
         ("ingest_labels", function_arn("upload_failed")),
+        ("batch_start", function_arn("upload_failed")),
     }
     assert FUNCTIONS["upload_failed"].physical_name() == "loopml-upload-failed"
 
@@ -397,7 +401,7 @@ def test_upload_errors_alarm_publishes_to_the_alert_topic(template: Template) ->
     alarm = template.props(template.one("AWS::CloudWatch::Alarm", AlarmName=f"{PREFIX}-upload-errors"))
     [metric] = UPLOAD_ERRORS_ALARM.metrics
     failed = function_id(template, "upload_failed")
-    assert metric.function == VALIDATION_FAILURES.on_failure == LABEL_FAILURES.on_failure == "upload_failed"
+    assert {spec.on_failure for spec in ASYNC_INVOCATIONS.values()} == {metric.function} == {"upload_failed"}
     assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("AWS/Lambda", "Invocations", "Sum")
     assert [(d["Name"], flatten(d["Value"])) for d in alarm["Dimensions"]] == [("FunctionName", "${" + failed + "}")]
     assert alarm["Period"] == UPLOAD_ERRORS_ALARM.period_s == 300

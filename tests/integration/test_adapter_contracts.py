@@ -99,6 +99,30 @@ def test_store_missing_object_is_not_found(store):
         store.get(BUCKET, "nothing-here")
 
 
+def test_store_current_version_is_the_newest_write(store):
+    assert store.current_version(BUCKET, "batch/m/input/f.csv") is None
+    first = store.put(BUCKET, "batch/m/input/f.csv", b"1")
+    assert store.current_version(BUCKET, "batch/m/input/f.csv") == first.version_id
+    second = store.put(BUCKET, "batch/m/input/f.csv", b"2")
+    copied = store.copy(BUCKET, "batch/m/input/f.csv", BUCKET, "batch/m/input/f.csv", first.version_id)
+    assert store.current_version(BUCKET, "batch/m/input/f.csv") == copied.version_id
+    assert copied.version_id not in (first.version_id, second.version_id)
+    assert store.current_version(BUCKET, "batch/m/input/f") is None  # a key, not a prefix
+
+
+def test_s3_current_version_of_a_deleted_key_is_none(moto_env):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    store = S3ObjectStore(s3)
+    store.put(BUCKET, "k", b"1")
+    s3.delete_object(Bucket=BUCKET, Key="k")  # its current version is now a delete marker
+    assert store.current_version(BUCKET, "k") is None
+    s3.create_bucket(Bucket="unversioned")
+    store.put("unversioned", "k", b"1")
+    assert store.current_version("unversioned", "k") == "null"
+
+
 @pytest.fixture(params=["fake", "dynamodb"])
 def table(request, moto_env):
     if request.param == "fake":
@@ -159,6 +183,14 @@ def test_table_queries_by_prefix_in_order(table):
     assert [i["sk"] for i in table.query("M", "V#")] == ["V#1", "V#2", "V#3"]
     assert [i["sk"] for i in table.query("M", "V#", newest_first=True, limit=1)] == ["V#3"]
     assert [i["sk"] for i in table.query("M")] == ["ALIAS#c", "V#1", "V#2", "V#3"]
+
+
+def test_table_queries_from_a_sort_key(table):
+    table.transact([Put({"pk": "P", "sk": sk}) for sk in ["2026-01-30#a", "2026-02-01#b", "2026-02-01#a", "2026-03"]])
+    assert [i["sk"] for i in table.query("P", sk_from="2026-02-01")] == ["2026-02-01#a", "2026-02-01#b", "2026-03"]
+    assert [i["sk"] for i in table.query("P", sk_from="2026-02-01", newest_first=True, limit=1)] == ["2026-03"]
+    with pytest.raises(ValueError, match="not both"):
+        table.query("P", "2026", sk_from="2026-02-01")
 
 
 def test_table_transaction_deletes_under_a_condition(table):

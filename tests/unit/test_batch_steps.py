@@ -372,8 +372,8 @@ def test_a_chunk_whose_worker_failed_fails_the_batch_with_nothing_output(world: 
     finisher = BatchFinisher(world.store, InMemoryObjectWriters(world.store), ARTIFACTS)
     # When the batch finishes (the local interpreter lets a failed child through; AWS fails the map, caught)
     outcome = finisher.finish(job, "run-a")
-    caught = finisher.finish(
-        job, "run-a", {"Error": "States.ExceedToleratedFailureThreshold", "Cause": "1 of 2 items failed"}
+    caught = finisher.record_failure(
+        job, "run-a", "ScoreChunks", {"Error": "States.ExceedToleratedFailureThreshold", "Cause": "1 of 2 items failed"}
     )
     # Then the batch failed, says why, and output nothing
     for ended in (outcome, caught):
@@ -388,8 +388,12 @@ def test_a_plan_that_crashed_fails_the_batch_with_the_lambda_error(world: World)
     stored = world.store.put(DATA, "batch/churn/input/x.csv", b"a\n1\n")
     job = {"bucket": DATA, "key": stored.key, "version_id": stored.version_id, "model": "churn"}
     error = {"Error": "Lambda.Unknown", "Cause": json.dumps({"errorType": "MemoryError", "errorMessage": "out"})}
-    outcome = BatchFinisher(world.store, InMemoryObjectWriters(world.store), ARTIFACTS).finish(job, "run-b", error)
+    finisher = BatchFinisher(world.store, InMemoryObjectWriters(world.store), ARTIFACTS)
+    outcome = finisher.record_failure(job, "run-b", "Plan", error)
     assert outcome["status"] == "failed" and "Lambda.Unknown: MemoryError: out" in outcome["summary"]
+    report = json.loads(world.store.get(DATA, "batch/churn/output/x.report.json"))
+    assert report["error"] == {"step": "Plan", "error": "Lambda.Unknown", "cause": "MemoryError: out"}
+    assert report["chunks"] == 0 and report["finished_chunks"] == [] and "no chunk was planned" in report["summary"]
 
 
 SCRIPT = textwrap.dedent(

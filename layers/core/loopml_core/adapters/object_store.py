@@ -40,6 +40,11 @@ class ObjectStore(ABC):
         """The object's size in bytes. Raises NotFoundError."""
 
     @abstractmethod
+    def current_version(self, bucket: str, key: str) -> str | None:
+        """The version id a read of `key` without a version returns now ("null" in an unversioned bucket), or None
+        when there is none (never written, or deleted: its current version is a delete marker)."""
+
+    @abstractmethod
     def open(self, bucket: str, key: str, version_id: str | None = None) -> BinaryIO:
         """The object's bytes as a stream read from the start, never held whole. Raises NotFoundError."""
 
@@ -173,6 +178,16 @@ class S3ObjectStore(ObjectStore):
             if error.response["Error"]["Code"] in {"NoSuchKey", "NoSuchVersion", "404", "400"}:
                 raise NotFoundError(f"s3://{bucket}/{key} version {version_id} does not exist") from error
             raise
+
+    def current_version(self, bucket: str, key: str) -> str | None:
+        try:
+            reply = self.client.head_object(Bucket=bucket, Key=key)
+        except self.client.exceptions.ClientError as error:
+            # A HEAD has no body: a missing key, or one whose current version is a delete marker, is a bare 404.
+            if error.response["Error"]["Code"] in {"NoSuchKey", "404"}:
+                return None
+            raise
+        return str(reply.get("VersionId") or "null")
 
     def open(self, bucket: str, key: str, version_id: str | None = None) -> BinaryIO:
         return cast(BinaryIO, _Body(self._get_object(bucket, key, version_id)["Body"]))
@@ -317,6 +332,10 @@ class InMemoryObjectStore(ObjectStore):
 
     def size(self, bucket: str, key: str, version_id: str | None = None) -> int:
         return len(self._version(bucket, key, version_id)[1])
+
+    def current_version(self, bucket: str, key: str) -> str | None:
+        versions = self._versions.get((bucket, key))
+        return versions[-1][0] if versions else None
 
     def open(self, bucket: str, key: str, version_id: str | None = None) -> BinaryIO:
         return io.BytesIO(self._version(bucket, key, version_id)[1])

@@ -5,6 +5,8 @@ Pure and dependency-free: the start function (core layer only), the three steps 
     data bucket      batch/<model>/input/<name>                 what a user uploads (CSV or Parquet)
                      batch/<model>/output/<stem>.<csv|parquet>  every input row (or the id column) + predictions
                      batch/<model>/output/<stem>.report.json    the rows and columns at fault, the outcome
+                     batch/<model>/output/<stem>.<version>.*    the same, of an input version a newer upload of the
+                                                                same name superseded before its batch ended
     artifact bucket  batch-work/<model>/<execution>/plan.json      what the plan decided (model version, chunks)
                      batch-work/<model>/<execution>/manifest.json  the chunks, a JSON array the Distributed Map reads
                      batch-work/<model>/<execution>/parts/<i>.*    each chunk's scored rows and its findings
@@ -40,6 +42,7 @@ class BatchStatus(StrEnum):
     SCORED = "scored"  # the output holds every parsed row; rows the contract refuses have empty predictions
     REFUSED = "refused"  # nothing scored: no champion, an unsupported format, missing columns, an unreadable file
     FAILED = "failed"  # a step crashed after its retries: nothing written but the report
+    ERROR = "error"  # the batch could not even be started (batch_start failed on every attempt): no report
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,12 @@ def output_key(model: str, stem: str, extension: str) -> str:
 
 def report_key(model: str, stem: str) -> str:
     return f"{BATCH}{model}/{OUTPUT}{stem}.report.json"
+
+
+def version_stem(stem: str, version_id: str) -> str:
+    """The stem of a superseded input version's results (`<stem>.<input version id>`): a newer upload of the same
+    name owns `<stem>.*`, so an older version's batch that ends later writes beside it, never over it."""
+    return f"{stem}.{version_id}"
 
 
 def prediction_columns(classes: list[str] | None) -> list[str]:

@@ -11,7 +11,10 @@ in the cloud and by the same definition on the local cloud:
 * `ChunkScorer` (one child execution per chunk): scores its chunk in bounded memory and writes a part and the part's
   findings.
 * `BatchFinisher`: joins the parts in order into `batch/<model>/output/<stem>.<csv|parquet>` (CSV parts are copied
-  by S3 itself), merges the findings into `<stem>.report.json`, tags the input with the outcome, and returns it.
+  by S3 itself), merges the findings into `<stem>.report.json`, tags the input with the outcome, and returns it. Its
+  failed mode (`record_failure`) runs when a step failed after its retries: the failed report, nothing joined. An
+  input version that a newer upload of the same name superseded writes `<stem>.<version id>.*` instead, so an older
+  upload's batch that ends later never overwrites the newer one's results.
 
 No boto3 here: the adapters are injected. numpy, pyarrow and onnxruntime load only in the steps that use them.
 """
@@ -20,9 +23,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from loopml_core.adapters.object_store import ObjectStore
+from loopml_core.adapters.object_store import ObjectStore, StoredObject
 from loopml_core.adapters.object_writer import ObjectWriters
 from loopml_core.adapters.pipeline import PipelineRunner
 from loopml_core.batch import layout
@@ -41,6 +45,7 @@ if TYPE_CHECKING:
     from loopml_core.contract import DatasetContract
 
 MAX_SUMMARY_CHARS = 2_000
+MAX_CAUSE_CHARS = 1_000  # of a caught error's cause in the report; the execution's history keeps it whole
 CONTENT_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 OUTPUT_NAMES = (layout.PREDICTION, layout.MODEL_VERSION)
 
@@ -317,35 +322,97 @@ class ChunkScorer:
         return {"index": chunk.index, "records": tally.records, "scored": tally.scored, "unreadable": bool(tally.fatal)}
 
 
+@dataclass(frozen=True)
+class Failure:
+    """Why a batch failed: the step, and the error and cause Step Functions caught (or Finish found)."""
+
+    step: str  # the state that failed: Plan, ScoreChunks or Finish
+    error: str
+    cause: str
+
+    @classmethod
+    def caught(cls, step: str, error: dict[str, Any] | None) -> Failure:
+        """From what a Catch recorded (`{"Error", "Cause"}`); a Lambda error's Cause is a JSON document whose type
+        and message are kept, not its stack trace."""
+        error = error or {}
+        name = str(error.get("Error") or "Error")
+        cause = str(error.get("Cause") or "")
+        try:
+            parsed = json.loads(cause)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and parsed.get("errorMessage"):
+            kind = str(parsed.get("errorType") or name)
+            cause = str(parsed["errorMessage"]) if kind == name else f"{kind}: {parsed['errorMessage']}"
+        return cls(step, name, _cut(cause.strip() or "no cause given", MAX_CAUSE_CHARS))
+
+    def to_json(self) -> dict[str, str]:
+        return {"step": self.step, "error": self.error, "cause": self.cause}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a batch writes its output and report: `<stem>.*` while the input version it scored is the input key's
+    current version, `<stem>.<version id>.*` once a newer upload of the same name has superseded it."""
+
+    model: str
+    stem: str
+    superseded_by: str | None = None  # the input key's current version, when it is not the one scored
+
+    def output_key(self, extension: str) -> str:
+        return layout.output_key(self.model, self.stem, extension)
+
+    @property
+    def report_key(self) -> str:
+        return layout.report_key(self.model, self.stem)
+
+
 class BatchFinisher:
     def __init__(self, store: ObjectStore, writers: ObjectWriters, artifact_bucket: str) -> None:
         self.store = store
         self.writers = writers
         self.artifact_bucket = artifact_bucket
 
-    def finish(self, job: dict[str, Any], execution: str, error: dict[str, Any] | None = None) -> dict[str, Any]:
+    def finish(self, job: dict[str, Any], execution: str) -> dict[str, Any]:
         """Join the parts, write the report, tag the input: the batch's one outcome."""
         batch = _job_input(job)
         work = layout.work_prefix(batch.model, execution)
-        try:
-            plan = JobPlan.model_validate_json(self.store.get(self.artifact_bucket, layout.plan_key(work)))
-        except NotFoundError:
-            plan = None
-        if plan is None or (error and not plan.refused):
-            return self._failed(batch, plan, execution, _cause(error) or "the plan step failed after its retries")
+        plan = self._plan(work)
+        if plan is None:
+            failure = Failure(
+                "Plan", "NoPlan", "the plan step left no plan.json (it failed, or its work files expired)"
+            )
+            return self._failed(batch, None, execution, failure)
         if plan.refused:
-            return self._record(batch, plan, BatchStatus.REFUSED, plan.issues, {})
+            return self._record(batch, plan, BatchStatus.REFUSED, plan.issues)
         results = self._results(work, plan)
         missing = [index for index, result in enumerate(results) if result is None]
         if missing:
-            shown = ", ".join(str(i) for i in missing[:10]) + (", ..." if len(missing) > 10 else "")
+            # AWS fails the map when a chunk's worker fails for good (caught: `record_failure`); moto's interpreter
+            # lets it through, so the results are checked here on both backends.
+            shown = _ranges_text(missing)
             cause = f"{len(missing)} of {plan.chunks} chunks have no result (chunk {shown}): their worker failed"
-            return self._failed(batch, plan, execution, cause)
+            return self._failed(batch, plan, execution, Failure("ScoreChunks", "ChunksMissing", cause))
         done = [result for result in results if result is not None]
         fatal = next((result.fatal for result in done if result.fatal is not None), None)
         if fatal is not None:
-            return self._record(batch, plan, BatchStatus.REFUSED, [fatal], {})
+            return self._record(batch, plan, BatchStatus.REFUSED, [fatal])
         return self._scored(batch, plan, done)
+
+    def record_failure(
+        self, job: dict[str, Any], execution: str, step: str, error: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """The failed mode, run when a step failed after its retries (a Catch): the failed report names the step,
+        the error and its cause and the chunks that had finished; the input is tagged. Nothing is joined."""
+        batch = _job_input(job)
+        plan = self._plan(layout.work_prefix(batch.model, execution))
+        return self._failed(batch, plan, execution, Failure.caught(step, error))
+
+    def _plan(self, work: str) -> JobPlan | None:
+        try:
+            return JobPlan.model_validate_json(self.store.get(self.artifact_bucket, layout.plan_key(work)))
+        except NotFoundError:
+            return None
 
     def _results(self, work: str, plan: JobPlan) -> list[ChunkResult | None]:
         results: list[ChunkResult | None] = []
@@ -358,12 +425,33 @@ class BatchFinisher:
             results.append(ChunkResult.model_validate_json(body))
         return results
 
+    def _finished_chunks(self, work: str) -> list[int]:
+        """The chunks whose worker wrote its result (one listing, not a read per chunk)."""
+        keys = self.store.list_keys(self.artifact_bucket, layout.parts_prefix(work))
+        return sorted(int(PurePosixPath(key).stem) for key in keys if key.endswith(".json"))
+
+    def _placement(self, batch: BatchInput) -> Placement:
+        """Is the scored input version still the current version of its key? A deleted key (its current version a
+        delete marker) and an unversioned bucket supersede nothing."""
+        current = self.store.current_version(batch.bucket, batch.key)
+        if batch.version_id is None or current is None or current == batch.version_id:
+            return Placement(batch.model, batch.stem)
+        return Placement(batch.model, layout.version_stem(batch.stem, batch.version_id), superseded_by=current)
+
     def _scored(self, batch: BatchInput, plan: JobPlan, results: list[ChunkResult]) -> dict[str, Any]:
         from loopml_core.batch.report import Findings
         from loopml_core.contract import DatasetContract
 
-        assert plan.output_key is not None and plan.contract is not None
-        output = self._join(batch.bucket, plan, results)
+        assert plan.contract is not None
+        place = self._placement(batch)
+        output = self._join(batch.bucket, place.output_key(plan.extension), plan, results)
+        if place.superseded_by is None:
+            # The join can take minutes: a newer upload of the same name may have arrived meanwhile.
+            now = self._placement(batch)
+            if now.superseded_by is not None:
+                self._give_back(batch, place, output, now.superseded_by)
+                place = now
+                output = self._join(batch.bucket, place.output_key(plan.extension), plan, results)
         findings, base = Findings(), 0
         for result in results:
             findings.extend(Findings.from_json(result.findings), base)
@@ -381,11 +469,37 @@ class BatchFinisher:
             "chunks": plan.chunks,
             "worker_seconds": round(sum(r.seconds for r in results), 3),
         }
-        return self._record(batch, plan, BatchStatus.SCORED, issues, totals)
+        outcome = self._record(batch, plan, BatchStatus.SCORED, issues, totals, place)
+        if place.superseded_by is None:
+            self._keep_on_top(batch, output)
+        return outcome
 
-    def _join(self, bucket: str, plan: JobPlan, results: list[ChunkResult]) -> Any:
-        assert plan.output_key is not None
-        writer = self.writers.open(bucket, plan.output_key, CONTENT_TYPES[plan.extension])
+    def _give_back(self, batch: BatchInput, plain: Placement, ours: StoredObject, newer: str) -> None:
+        """Our output landed on the file's name after a newer upload of it (version `newer`) superseded our input.
+        If the newer upload's batch has already written its output, its report names it: put it back on top. If it
+        has not, its Finish writes over ours later (and `_keep_on_top` covers its writing between the two)."""
+        try:
+            report = json.loads(self.store.get(batch.bucket, plain.report_key))
+        except NotFoundError:
+            return
+        version = report.get("output_version_id")
+        if report.get("source_version_id") != newer or not version:
+            return
+        if self.store.current_version(batch.bucket, ours.key) == ours.version_id:
+            self.store.copy(batch.bucket, ours.key, batch.bucket, ours.key, version)
+
+    def _keep_on_top(self, batch: BatchInput, ours: StoredObject) -> None:
+        """After the report of a current input version: if an older version's batch, whose join ended after ours,
+        wrote its output over ours before it saw it was superseded, and found our report not written yet (so it
+        could not give ours back), put ours back on top. One HEAD when nothing happened, which is nearly always."""
+        if self.store.current_version(batch.bucket, ours.key) in (ours.version_id, None):
+            return
+        if self._placement(batch).superseded_by is not None:
+            return  # a newer upload's batch owns the name now
+        self.store.copy(batch.bucket, ours.key, batch.bucket, ours.key, ours.version_id)
+
+    def _join(self, bucket: str, key: str, plan: JobPlan, results: list[ChunkResult]) -> StoredObject:
+        writer = self.writers.open(bucket, key, CONTENT_TYPES[plan.extension])
         if plan.format == Format.PARQUET.value:
             self._join_parquet(writer, results)
         else:
@@ -410,7 +524,8 @@ class BatchFinisher:
         if parquet_writer is not None:
             parquet_writer.close()
 
-    def _failed(self, batch: BatchInput, plan: JobPlan | None, execution: str, cause: str) -> dict[str, Any]:
+    def _failed(self, batch: BatchInput, plan: JobPlan | None, execution: str, failure: Failure) -> dict[str, Any]:
+        finished = self._finished_chunks(layout.work_prefix(batch.model, execution)) if plan and plan.chunks else []
         plan = plan or JobPlan(
             execution=execution,
             model=batch.model,
@@ -420,8 +535,17 @@ class BatchFinisher:
             report_key=layout.report_key(batch.model, batch.stem),
             planned_at=iso(),
         )
-        message = f"scoring failed: {cause[:1_000]}; nothing was output. Upload the file again to retry"
-        return self._record(batch, plan, BatchStatus.FAILED, [_issue("error", message)], {})
+        if plan.chunks:
+            progress = f"{len(finished)} of {_count(plan.chunks, 'chunk')} had finished"
+            progress += f" ({_ranges_text(finished)})" if finished else ""
+        else:
+            progress = "no chunk was planned"
+        message = (
+            f"the {failure.step} step failed: {failure.error}: {failure.cause}; {progress}; nothing was output. "
+            "Upload the file again to retry"
+        )
+        totals = {"chunks": plan.chunks, "finished_chunks": _ranges(finished), "error": failure.to_json()}
+        return self._record(batch, plan, BatchStatus.FAILED, [_issue("error", message)], totals)
 
     def _record(
         self,
@@ -429,12 +553,15 @@ class BatchFinisher:
         plan: JobPlan,
         status: BatchStatus,
         issues: list[dict[str, Any]],
-        totals: dict[str, Any],
+        totals: dict[str, Any] | None = None,
+        place: Placement | None = None,
     ) -> dict[str, Any]:
-        report_uri = f"s3://{batch.bucket}/{plan.report_key}"
+        place = place or self._placement(batch)
+        report_uri = f"s3://{batch.bucket}/{place.report_key}"
         document = {
             "source": batch.uri,
             "source_version_id": batch.version_id,
+            "superseded_by": place.superseded_by,
             "model": batch.model,
             "model_version": plan.model_version,
             "status": str(status),
@@ -447,14 +574,14 @@ class BatchFinisher:
             "output": None,
             "output_version_id": None,
             "report": report_uri,
-            **totals,
+            **(totals or {}),
             "issues": issues,
             "execution": plan.execution,
             "finished_at": iso(),
         }
-        document["summary"] = _summary(document)
+        document["summary"] = _summary(document, batch.stem)
         stored = self.store.put(
-            batch.bucket, plan.report_key, json.dumps(document, indent=2).encode(), "application/json"
+            batch.bucket, place.report_key, json.dumps(document, indent=2).encode(), "application/json"
         )
         tags = self.store.tags(batch.bucket, batch.key, batch.version_id)
         tags[layout.STATUS_TAG] = str(status)
@@ -467,11 +594,12 @@ class BatchFinisher:
             "output_version_id": document["output_version_id"],
             "report": report_uri,
             "report_version_id": stored.version_id,
+            "superseded_by": place.superseded_by,
             "summary": document["summary"],
         }
 
 
-def _summary(document: dict[str, Any]) -> str:
+def _summary(document: dict[str, Any], stem: str) -> str:
     issues = document["issues"]
 
     def described(issue: dict[str, Any]) -> str:
@@ -498,22 +626,34 @@ def _summary(document: dict[str, Any]) -> str:
             text += f"; {_count(document['left_out'], 'record')} not of the header's width: left out"
         if issues:
             text += f": {shown}{more}"
-    return text if len(text) <= MAX_SUMMARY_CHARS else text[: MAX_SUMMARY_CHARS - 1] + "…"
+    note = ""
+    if document["superseded_by"]:
+        note = (
+            f" (superseded: a newer upload of this file, version {document['superseded_by']}, owns the name "
+            f"{stem}.*, so these results are under {layout.version_stem(stem, document['source_version_id'])}.*)"
+        )
+    return _cut(text, MAX_SUMMARY_CHARS - len(note)) + note
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _count(count: int, noun: str) -> str:
     return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
-def _cause(error: dict[str, Any] | None) -> str | None:
-    """The error a Catch recorded (`{"Error", "Cause"}`), with a Lambda error's message pulled out of its Cause."""
-    if not error:
-        return None
-    cause = str(error.get("Cause") or "")
-    try:
-        parsed = json.loads(cause)
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict) and parsed.get("errorMessage"):
-        cause = f"{parsed.get('errorType', 'Error')}: {parsed['errorMessage']}"
-    return f"{error.get('Error', 'Error')}: {cause}" if cause else str(error.get("Error", "Error"))
+def _ranges(indexes: list[int]) -> list[list[int]]:
+    """Sorted indexes as inclusive [first, last] runs: [0, 1, 2, 5] -> [[0, 2], [5, 5]]."""
+    runs: list[list[int]] = []
+    for index in indexes:
+        if runs and index == runs[-1][1] + 1:
+            runs[-1][1] = index
+        else:
+            runs.append([index, index])
+    return runs
+
+
+def _ranges_text(indexes: list[int], shown: int = 10) -> str:
+    runs = [f"{first}-{last}" if last > first else str(first) for first, last in _ranges(indexes)]
+    return ", ".join(runs[:shown]) + (", ..." if len(runs) > shown else "")
