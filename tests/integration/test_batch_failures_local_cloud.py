@@ -10,8 +10,8 @@ import json
 import threading
 from typing import Any
 
-import pandas as pd
 import pytest
+from batch_champion import register_batch_champion
 from click.testing import CliRunner
 
 from infra import declaration as decl
@@ -22,29 +22,18 @@ from infra.cli.main import Context
 from infra.demo import data
 from infra.local.cloud import REGION, LocalCloud
 from infra.local.runner import HandlerRunner
-from infra.local.seed import register_model
 from loopml_core.adapters.object_store import S3ObjectStore
 from loopml_core.batch import layout
-from loopml_core.contract import load_contract
 from loopml_core.logic.batch import BatchFinisher, BatchPlanner, ChunkScorer
 from loopml_core.registry import Registry
-from loopml_core.training import train
 
 pytestmark = pytest.mark.xdist_group("local-cloud")  # moto is process-global: one local cloud per worker at a time
-CONTRACT = load_contract((decl.ROOT / "infra" / "demo" / "churn.yaml").read_text() + "algorithm: logistic_regression\n")
 CHUNK_ROWS = 400
 
 
 @pytest.fixture(scope="module")
 def champion(cloud: LocalCloud, registry: Registry, store: S3ObjectStore) -> None:
-    onnx = train(CONTRACT, pd.DataFrame(data.customers(600, seed=1))).onnx_model
-    register_model(registry, store, cloud.names.artifact_bucket, "churn", onnx, dataset_rows=600)
-    lam = cloud.client("lambda")
-    function = decl.FUNCTIONS["batch_plan"].physical_name()
-    variables = lam.get_function_configuration(FunctionName=function)["Environment"]["Variables"]
-    lam.update_function_configuration(
-        FunctionName=function, Environment={"Variables": {**variables, "LOOPML_BATCH_CHUNK_ROWS": str(CHUNK_ROWS)}}
-    )
+    register_batch_champion(cloud, registry, store, CHUNK_ROWS)
 
 
 @pytest.fixture

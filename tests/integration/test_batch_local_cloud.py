@@ -14,41 +14,28 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from batch_champion import CONTRACT, register_batch_champion
 from click.testing import CliRunner
 
-from infra import declaration as decl
 from infra.cli import backend as cli_backend
 from infra.cli.batch import batch as batch_command
 from infra.cli.main import Context
 from infra.demo import data
 from infra.local.cloud import REGION, LocalCloud
-from infra.local.seed import register_model
 from loopml_core.adapters.object_store import S3ObjectStore
 from loopml_core.batch import layout
-from loopml_core.contract import load_contract
 from loopml_core.registry import Registry
 from loopml_core.serving import OnnxModel
-from loopml_core.training import train
 
 pytestmark = pytest.mark.xdist_group("local-cloud")  # moto is process-global: one local cloud per worker at a time
-CONTRACT = load_contract((decl.ROOT / "infra" / "demo" / "churn.yaml").read_text() + "algorithm: logistic_regression\n")
 CHUNK_ROWS = 700  # a few thousand rows make several chunks: the map runs several child executions
 PREDICTIONS = ["prediction", "probability_no", "probability_yes", "model_version"]
 
 
 @pytest.fixture(scope="module")
 def champion(cloud: LocalCloud, registry: Registry, store: S3ObjectStore) -> OnnxModel:
-    """Version 1 of churn, champion, registered as the pipeline would (training is not what is under test here)."""
-    onnx = train(CONTRACT, pd.DataFrame(data.customers(600, seed=1))).onnx_model
-    register_model(registry, store, cloud.names.artifact_bucket, "churn", onnx, dataset_rows=600)
-    # Chunks of 700 rows instead of the declared 100,000, set as an operator would on the deployed function.
-    lam = cloud.client("lambda")
-    function = decl.FUNCTIONS["batch_plan"].physical_name()
-    variables = lam.get_function_configuration(FunctionName=function)["Environment"]["Variables"]
-    lam.update_function_configuration(
-        FunctionName=function, Environment={"Variables": {**variables, "LOOPML_BATCH_CHUNK_ROWS": str(CHUNK_ROWS)}}
-    )
-    return OnnxModel(onnx, CONTRACT)
+    """Version 1 of churn, champion, registered as the pipeline would; several chunks per file."""
+    return OnnxModel(register_batch_champion(cloud, registry, store, CHUNK_ROWS), CONTRACT)
 
 
 def scored_by_the_api(model: OnnxModel, rows: list[dict[str, Any]]) -> list[list[str]]:
