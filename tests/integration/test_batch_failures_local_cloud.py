@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 import pytest
-from batch_champion import register_batch_champion
+from batch_champion import CONTRACT, register_batch_champion  # noqa: F401 - CONTRACT: the registry fixture declares it
 from click.testing import CliRunner
 
 from infra import declaration as decl
