@@ -155,6 +155,18 @@ class Serving(BaseModel):
     out_of_range: OutOfRange = OutOfRange.REJECT
 
 
+class Governance(BaseModel):
+    """Who may trust the model and how it is judged beyond its holdout metric.
+
+    `sensitive_features` names category features whose groups the evaluation step compares (demographic parity and
+    equalized-odds differences, shown on the model card). Further governance settings belong here too.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sensitive_features: tuple[str, ...] = ()
+
+
 class DatasetContract(BaseModel):
     """A dataset contract. `name` is also the name of the registered model trained on it."""
 
@@ -172,6 +184,10 @@ class DatasetContract(BaseModel):
     serving: Serving = Serving()
     # Algorithm for the training step; both export to ONNX with the preprocessing in the graph.
     algorithm: Literal["logistic_regression", "random_forest", "gradient_boosting", "linear_regression"] | None = None
+    # What the model is for, in words, for its model card; defaults describe the task when absent.
+    description: Annotated[str, Field(max_length=2000)] | None = None
+    intended_use: Annotated[str, Field(max_length=2000)] | None = None
+    governance: Governance = Governance()
 
     @model_validator(mode="after")
     def _check_names(self) -> DatasetContract:
@@ -183,6 +199,13 @@ class DatasetContract(BaseModel):
             raise ValueError(f"target '{self.target}' must not also be a feature")
         if self.task is Task.REGRESSION and self.target_values is not None:
             raise ValueError("'target_values' applies to classification only")
+        for name in self.governance.sensitive_features:
+            if name not in names:
+                raise ValueError(f"governance.sensitive_features names '{name}', which is not a feature")
+            if self.feature(name).is_numeric:
+                raise ValueError(
+                    f"governance.sensitive_features: '{name}' must be a category feature (its values are the groups)"
+                )
         metric = self.monitoring.performance.metric
         if metric is not None and metric.task is not self.task:
             raise ValueError(f"monitoring.performance.metric '{metric}' does not apply to {self.task}")
@@ -206,10 +229,28 @@ class DatasetContract(BaseModel):
         raise KeyError(name)
 
     def fingerprint(self) -> str:
-        """A stable hash of the contract's content, so re-declaring an unchanged contract is not a new version."""
+        """A stable hash of the contract's content, so re-declaring an unchanged contract is not a new version.
+
+        Optional sections left at their defaults are not hashed, so a contract declared before they existed keeps
+        its fingerprint (and its models their match with it)."""
         import hashlib
 
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        unset = {name for name in OPTIONAL_SECTIONS if getattr(self, name) == type(self).model_fields[name].default}
+        return hashlib.sha256(self.model_dump_json(exclude=unset).encode()).hexdigest()[:16]
+
+    @property
+    def purpose(self) -> str:
+        """What the model is for: the contract's `intended_use`, else a sentence made from its task and target."""
+        if self.intended_use:
+            return self.intended_use
+        if self.task is Task.CLASSIFICATION:
+            labels = f" (one of {', '.join(self.target_values)})" if self.target_values else ""
+            return f"Predict '{self.target}'{labels} for one record of the {len(self.features)} features below."
+        return f"Estimate the number '{self.target}' for one record of the {len(self.features)} features below."
+
+
+# Sections added after contracts were first stored: hashed only when set (see `DatasetContract.fingerprint`).
+OPTIONAL_SECTIONS = ("description", "intended_use", "governance")
 
 
 def load_contract(text: str) -> DatasetContract:

@@ -108,6 +108,17 @@ class ModelVersion(BaseModel):
     promoted: bool
     decision: str
     created_at: str
+    # Computed once by the evaluation step for the model card (loopml_core.cards renders them, never recomputes);
+    # versions registered before these existed load with the defaults and their cards say so.
+    champion_version: int | None = None  # the champion the candidate was judged against, if there was one
+    metric_intervals: dict[str, dict[str, float]] = Field(default_factory=dict)  # {metric: {"low", "high"}}
+    champion_metric_intervals: dict[str, dict[str, float]] | None = None
+    comparison: dict[str, Any] | None = None  # primary metric, difference and its paired bootstrap interval
+    feature_importance: list[dict[str, Any]] = Field(default_factory=list)  # [{"feature", "mean", "std", ...}]
+    fairness: dict[str, Any] | None = None  # per sensitive feature, when the contract declares any
+    evaluation_method: dict[str, Any] = Field(default_factory=dict)  # resamples, confidence, repeats, seed
+    contract_version: int | None = None  # the dataset's contract when the version was registered
+    contract_fingerprint: str | None = None
 
 
 class RunStatus(StrEnum):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from loopml_core.errors import NotFoundError
 from loopml_core.models import ModelVersion, ObjectRef
 from loopml_core.registry import Registry
 
+_log = logging.getLogger(__name__)
 MODELS = "models/"
 MEMORY_ENV = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"  # set by Lambda in every function's environment
 
@@ -51,6 +53,14 @@ class Candidate(BaseModel):
     params: dict[str, Any]
     train_rows: int
     holdout_rows: int
+
+
+@dataclass(frozen=True)
+class StoredCard:
+    """Where a model version's card was stored."""
+
+    markdown: ObjectRef
+    html: ObjectRef
 
 
 @dataclass
@@ -123,6 +133,7 @@ class PipelineSteps:
 
     def register(self, run: RunRequest, candidate: Candidate, evaluation: dict[str, Any]) -> dict[str, Any]:
         promote = bool(evaluation["promote"])
+        dataset = self.registry.dataset(candidate.model)
 
         def build(number: int) -> ModelVersion:
             return ModelVersion(
@@ -141,18 +152,53 @@ class PipelineSteps:
                 promoted=promote,
                 decision=str(evaluation["reason"]),
                 created_at=iso(),
+                champion_version=evaluation.get("champion_version"),
+                metric_intervals=evaluation.get("metric_intervals") or {},
+                champion_metric_intervals=evaluation.get("champion_metric_intervals"),
+                comparison=evaluation.get("comparison"),
+                feature_importance=evaluation.get("feature_importance") or [],
+                fairness=evaluation.get("fairness"),
+                evaluation_method=evaluation.get("method") or {},
+                contract_version=dataset.contract_version,
+                contract_fingerprint=dataset.contract_fingerprint,
             )
 
         version, _ = self.registry.register_model_version(
             candidate.model, candidate.execution, build, promote=promote, trigger=run.trigger
         )
-        return {
+        registered: dict[str, Any] = {
             "model": version.model,
             "version": version.version,
             "promoted": version.promoted,
             "decision": version.decision,
             "metrics": version.metrics,
         }
+        try:
+            card = self.store_card(version)
+        except Exception as error:  # the version is registered (and audited) already: a card must not fail the run
+            _log.exception("the model card of %s v%s could not be stored", version.model, version.version)
+            registered["card"] = None
+            registered["card_error"] = f"{type(error).__name__}: {error}"[:500]
+        else:
+            registered["card"] = {"markdown": card.markdown.uri, "html": card.html.uri}
+        return registered
+
+    def store_card(self, version: ModelVersion) -> StoredCard:
+        """Render the version's model card from the registry and store it, Markdown and HTML, beside its artefact.
+
+        Written again when a retried step registers nothing new: the card then lists the audit records since.
+        """
+        from loopml_core.cards import card_keys, gather_card, render_html, render_markdown
+
+        card = gather_card(self.registry, version)
+        markdown_key, html_key = card_keys(version)
+        bucket = version.artifact.bucket
+        markdown = self.store.put(bucket, markdown_key, render_markdown(card).encode(), "text/markdown; charset=utf-8")
+        html = self.store.put(bucket, html_key, render_html(card).encode(), "text/html; charset=utf-8")
+        return StoredCard(
+            markdown=ObjectRef(bucket=markdown.bucket, key=markdown.key, version_id=markdown.version_id),
+            html=ObjectRef(bucket=html.bucket, key=html.key, version_id=html.version_id),
+        )
 
     def record_failure(self, run: RunRequest, execution: str, error: dict[str, Any]) -> dict[str, Any]:
         cause = str(error.get("Cause", ""))
