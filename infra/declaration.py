@@ -15,6 +15,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from loopml_core.audit_anchor import AUDIT_BUCKET_ENV
+from loopml_core.audit_anchor import CHECKPOINT_PREFIX as AUDIT_CHECKPOINT_PREFIX
 from loopml_core.batch.layout import BATCH as BATCH_PREFIX
 from loopml_core.batch.layout import WORK as BATCH_WORK_PREFIX
 from loopml_core.capture import CAPTURE_MARKER, CAPTURE_PREFIX
@@ -71,6 +73,9 @@ class Grants:
     start_pipeline: bool = False
     start_batch: bool = False  # start (and describe) executions of the batch scoring state machine
     publish_alerts: bool = False
+    # Put (never delete, never read) audit checkpoints under AUDIT_CHECKPOINT_PREFIX of the audit bucket: given to
+    # exactly the functions that write the registry, whose every commit checkpoints the audit chain's head.
+    audit_checkpoints: bool = False
 
 
 @dataclass(frozen=True)
@@ -496,6 +501,10 @@ class Names:
         return f"{PREFIX}-artifacts-{self.account}-{self.region}"
 
     @property
+    def audit_bucket(self) -> str:
+        return f"{PREFIX}-audit-{self.account}-{self.region}"
+
+    @property
     def registry_table(self) -> str:
         return f"{PREFIX}-registry"
 
@@ -522,6 +531,58 @@ class Names:
 
     def function_arn(self, key: str) -> str:
         return f"arn:aws:lambda:{self.region}:{self.account}:function:{FUNCTIONS[key].physical_name()}"
+
+
+class ObjectLockMode(StrEnum):
+    GOVERNANCE = "GOVERNANCE"  # no one may delete or overwrite a locked version, but for s3:BypassGovernanceRetention
+    COMPLIANCE = "COMPLIANCE"  # no one at all, the account's root user included, until the retention ends
+
+
+@dataclass(frozen=True)
+class AuditLockSpec:
+    """S3 Object Lock default retention of the audit bucket: every checkpoint version is locked this long."""
+
+    mode: ObjectLockMode
+    retention_days: int
+
+
+# The audit chain's checkpoints (loopml_core.audit_anchor). GOVERNANCE, deliberately: LoopML deploys into its user's
+# own account, and COMPLIANCE cannot be undone by anyone — not the root user, not AWS support — so a test stack's
+# bucket could not be removed for the whole retention. Under GOVERNANCE no LoopML role and no principal without
+# s3:BypassGovernanceRetention can delete or overwrite a checkpoint version either, and a bypass is an explicit,
+# separately granted request that CloudTrail data events record. Seven years is the record-keeping period of the
+# common financial rules (SOX, SEC 17a-4); at a few hundred bytes per commit it costs cents. A team under such a rule
+# sets COMPLIANCE here (docs/governance.md, "Audit trail and its trust model").
+AUDIT_LOCK = AuditLockSpec(mode=ObjectLockMode.GOVERNANCE, retention_days=7 * 365)
+# Denied to every principal by the audit bucket's policy: a DeleteObject without a version id would put a delete
+# marker over a checkpoint (allowed under Object Lock) and hide it from listings; a lifecycle rule could do the same.
+AUDIT_DENIED_OBJECT_ACTIONS = ("s3:DeleteObject", "s3:DeleteObjectVersion")
+AUDIT_DENIED_BUCKET_ACTIONS = ("s3:PutLifecycleConfiguration",)
+
+
+def audit_checkpoint_objects(bucket_arn: str) -> str:
+    """The objects a role granted `audit_checkpoints` may put: the checkpoint prefix of the audit bucket, no more."""
+    return f"{bucket_arn}/{AUDIT_CHECKPOINT_PREFIX}*"
+
+
+def audit_bucket_policy_statements(bucket_arn: str) -> list[dict[str, Any]]:
+    """The audit bucket's own policy statements (beside TLS-only), in IAM's JSON shape: both backends apply them."""
+    return [
+        {
+            "Sid": "NoCheckpointIsEverDeleted",
+            "Effect": "Deny",
+            "Principal": {"AWS": "*"},
+            "Action": list(AUDIT_DENIED_OBJECT_ACTIONS),
+            "Resource": f"{bucket_arn}/*",
+        },
+        {
+            "Sid": "NoLifecycleRuleHidesCheckpoints",
+            "Effect": "Deny",
+            "Principal": {"AWS": "*"},
+            "Action": list(AUDIT_DENIED_BUCKET_ACTIONS),
+            "Resource": bucket_arn,
+        },
+    ]
 
 
 # S3 layout of the data bucket. Uploads land in `incoming/`; nothing is ever deleted.
@@ -593,7 +654,12 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             "validate_upload",
             "Validates an upload against its dataset contract, then versions it or quarantines it",
             (Layer.CORE, Layer.DATA),
-            Grants(data_bucket=Access.READ_WRITE, registry_table=Access.READ_WRITE, start_pipeline=True),
+            Grants(
+                data_bucket=Access.READ_WRITE,
+                registry_table=Access.READ_WRITE,
+                start_pipeline=True,
+                audit_checkpoints=True,
+            ),
             # Validation streams the object, so memory stays flat whatever its size; 2048 MB buys CPU (Lambda gives
             # a second vCPU share above 1769 MB), and 15 minutes covers a 5 GB upload at the measured throughput.
             memory_mb=2048,
@@ -620,20 +686,23 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             "register_model",
             "Registers the model version and moves the champion alias when the candidate wins",
             (Layer.CORE,),
-            Grants(registry_table=Access.READ_WRITE),
+            # Writes the version's model card (Markdown and HTML) beside its artefact.
+            Grants(registry_table=Access.READ_WRITE, artifact_bucket=Access.WRITE, audit_checkpoints=True),
         ),
         FunctionSpec(
             "record_failure",
             "Records a failed pipeline run in the registry and the audit trail; the champion is untouched",
             (Layer.CORE,),
-            Grants(registry_table=Access.READ_WRITE),
+            Grants(registry_table=Access.READ_WRITE, audit_checkpoints=True),
         ),
         FunctionSpec(
             "upload_failed",
             "Gives an upload whose validation, label join or batch start failed after its retries the error outcome",
             (Layer.CORE,),
             # Tagging reads the object's current tags first (a tag write replaces them all); nothing else of the data.
-            Grants(data_bucket=Access.TAG, registry_table=Access.READ_WRITE, publish_alerts=True),
+            Grants(
+                data_bucket=Access.TAG, registry_table=Access.READ_WRITE, publish_alerts=True, audit_checkpoints=True
+            ),
         ),
         FunctionSpec(
             "ingest_labels",
@@ -641,7 +710,12 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             (Layer.CORE, Layer.DATA),
             # Reads the label file, tags it and quarantines a bad one; reads captured traffic to join it, and leaves
             # the labels whose captures have not arrived yet for the checks (labels-pending/).
-            Grants(data_bucket=Access.READ_WRITE, artifact_bucket=Access.READ_WRITE, registry_table=Access.READ_WRITE),
+            Grants(
+                data_bucket=Access.READ_WRITE,
+                artifact_bucket=Access.READ_WRITE,
+                registry_table=Access.READ_WRITE,
+                audit_checkpoints=True,
+            ),
             memory_mb=1024,
             timeout_s=900,
         ),
@@ -668,6 +742,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
                 registry_table=Access.READ_WRITE,
                 start_pipeline=True,
                 publish_alerts=True,
+                audit_checkpoints=True,
             ),
             memory_mb=1024,
             timeout_s=300,
@@ -1015,4 +1090,6 @@ def function_environment(names: Names, spec: FunctionSpec) -> dict[str, str]:
         env["BATCH_STATE_MACHINE_ARN"] = names.batch_state_machine_arn()
     if spec.grants.publish_alerts:
         env["ALERT_TOPIC_ARN"] = names.alert_topic_arn()
+    if spec.grants.audit_checkpoints:
+        env[AUDIT_BUCKET_ENV] = names.audit_bucket
     return env

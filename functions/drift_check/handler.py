@@ -14,6 +14,7 @@ from loopml_core.adapters.notifier import SnsNotifier
 from loopml_core.adapters.object_store import S3ObjectStore
 from loopml_core.adapters.pipeline import StepFunctionsRunner
 from loopml_core.adapters.table import DynamoTable
+from loopml_core.audit_anchor import S3AuditAnchor
 from loopml_core.logic.monitor import DriftMonitor
 from loopml_core.observability import logger, metrics, tracer
 from loopml_core.registry import Registry
@@ -27,7 +28,7 @@ def monitor() -> DriftMonitor:
     settle = {"settle_seconds": settings.capture_settle_seconds} if settings.capture_settle_seconds else {}
     return DriftMonitor(
         S3ObjectStore(),
-        Registry(DynamoTable(settings.registry_table), actor="drift_check"),
+        Registry(DynamoTable(settings.registry_table), actor="drift_check", anchor=S3AuditAnchor.from_env()),
         StepFunctionsRunner(settings.state_machine_arn),
         SnsNotifier(settings.alert_topic_arn),
         settings.artifact_bucket,

@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loopml_core.adapters.object_store import S3ObjectStore
 from loopml_core.adapters.table import DynamoTable
+from loopml_core.audit_anchor import S3AuditAnchor
 from loopml_core.logic.labels import LabelIngest
 from loopml_core.observability import logger, metrics, tracer
 from loopml_core.registry import Registry
@@ -22,7 +23,7 @@ from loopml_core.settings import Settings
 @cache
 def ingest() -> LabelIngest:
     settings = Settings.from_env()
-    registry = Registry(DynamoTable(settings.registry_table), actor="ingest_labels")
+    registry = Registry(DynamoTable(settings.registry_table), actor="ingest_labels", anchor=S3AuditAnchor.from_env())
     return LabelIngest(S3ObjectStore(), registry, settings.artifact_bucket)
 
 

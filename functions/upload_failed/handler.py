@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from loopml_core.adapters.notifier import SnsNotifier
 from loopml_core.adapters.object_store import S3ObjectStore
 from loopml_core.adapters.table import DynamoTable
+from loopml_core.audit_anchor import S3AuditAnchor
 from loopml_core.logic.upload_failures import BatchFailureHandled, FailedUpload, UploadFailures
 from loopml_core.observability import logger, metrics, tracer
 from loopml_core.registry import Registry
@@ -71,7 +72,7 @@ def upload_failures() -> UploadFailures:
     assert settings.alert_topic_arn, "ALERT_TOPIC_ARN is part of this function's declared environment"
     return UploadFailures(
         S3ObjectStore(),
-        Registry(DynamoTable(settings.registry_table), actor="upload_failed"),
+        Registry(DynamoTable(settings.registry_table), actor="upload_failed", anchor=S3AuditAnchor.from_env()),
         SnsNotifier(settings.alert_topic_arn),
     )
 

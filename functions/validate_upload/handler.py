@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from loopml_core.adapters.object_store import S3ObjectStore
 from loopml_core.adapters.pipeline import StepFunctionsRunner
 from loopml_core.adapters.table import DynamoTable
+from loopml_core.audit_anchor import S3AuditAnchor
 from loopml_core.logic.ingest import Ingestor
 from loopml_core.observability import logger, metrics, tracer
 from loopml_core.registry import Registry
@@ -26,7 +27,7 @@ def ingestor() -> Ingestor:
     assert settings.state_machine_arn, "STATE_MACHINE_ARN is part of this function's declared environment"
     return Ingestor(
         S3ObjectStore(),
-        Registry(DynamoTable(settings.registry_table), actor="validate_upload"),
+        Registry(DynamoTable(settings.registry_table), actor="validate_upload", anchor=S3AuditAnchor.from_env()),
         StepFunctionsRunner(settings.state_machine_arn),
         max_upload_bytes=settings.max_upload_bytes,
     )

@@ -79,6 +79,7 @@ class LoopMLStack(Stack):
             "ApiUrl": self.api.rest_api.url,
             "DataBucketName": self.storage.data_bucket.bucket_name,
             "ArtifactBucketName": self.storage.artifact_bucket.bucket_name,
+            "AuditBucketName": self.storage.audit_bucket.bucket_name,
             "RegistryTableName": self.storage.registry_table.table_name,
             "StateMachineArn": self.pipeline.state_machine.state_machine_arn,
             "BatchStateMachineArn": self.batch.state_machine.state_machine_arn,

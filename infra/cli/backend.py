@@ -21,6 +21,7 @@ from infra.keys import LOCAL_KEY_NAME, USAGE_FILE, ApiGatewayKeys, ApiKey, Usage
 from loopml_core.adapters.object_store import S3ObjectStore, StoredObject
 from loopml_core.adapters.pipeline import StepFunctionsRunner
 from loopml_core.adapters.table import DynamoTable
+from loopml_core.audit_anchor import S3AuditAnchor
 from loopml_core.models import UploadOutcome
 from loopml_core.registry import UNDECLARED, Registry
 from loopml_core.uploads import dataset_of, source_id
@@ -108,7 +109,8 @@ class Backend:
 
     @cached_property
     def registry(self) -> Registry:
-        return Registry(DynamoTable(self.names.registry_table, self.client("dynamodb")), actor=_actor())
+        anchor = S3AuditAnchor(self.names.audit_bucket, lambda: self.store)
+        return Registry(DynamoTable(self.names.registry_table, self.client("dynamodb")), actor=_actor(), anchor=anchor)
 
     @cached_property
     def store(self) -> S3ObjectStore:

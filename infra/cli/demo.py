@@ -28,6 +28,8 @@ from infra.local.cloud import LocalCloud
 from loopml_core.adapters.object_store import S3ObjectStore
 from loopml_core.adapters.pipeline import Execution
 from loopml_core.adapters.table import DynamoTable
+from loopml_core.audit_anchor import S3AuditAnchor
+from loopml_core.cards import card_keys
 from loopml_core.contract import load_contract
 from loopml_core.registry import Registry
 
@@ -88,7 +90,10 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
     started = time.perf_counter()
     summary: dict[str, Any] = {}
     with LocalCloud() as cloud:
-        registry = Registry(DynamoTable(cloud.names.registry_table, cloud.client("dynamodb")), actor="demo")
+        anchor = S3AuditAnchor(cloud.names.audit_bucket, S3ObjectStore(cloud.client("s3")))
+        registry = Registry(
+            DynamoTable(cloud.names.registry_table, cloud.client("dynamodb")), actor="demo", anchor=anchor
+        )
         store = S3ObjectStore(cloud.client("s3"))
         bucket = cloud.names.data_bucket
 
@@ -128,6 +133,12 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
                 f"{v1.metrics['accuracy']:.3f}, ONNX parity: {v1.parity.get('message', 'ok')}"
             )
             summary["v1_metrics"] = v1.metrics
+            _, card_html = card_keys(v1)
+            say.check(store.size(v1.artifact.bucket, card_html) > 0, "the pipeline stored no model card")
+            say.say(
+                f"its model card: s3://{v1.artifact.bucket}/{card_html} "
+                f"([bold]loopml models card churn {v1.version} --html --out card.html[/])"
+            )
 
         server = ApiServer(cloud, port=0, tls=True).start()
         ca = str(server.cert_path)

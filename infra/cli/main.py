@@ -6,6 +6,7 @@ LoopML stack deployed in the AWS account of your environment (or to `--endpoint-
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from functools import cache
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from infra.cli.batch import batch as batch_command
+from infra.cli.cards import card as models_card
 from infra.cli.errors import BackendError
 from infra.cli.keys import keys as keys_group
 from loopml_core.contract import load_contract
@@ -1062,26 +1064,48 @@ def audit_list(ctx: Context, subject: str, as_json: bool) -> None:
 
 
 @audit.command("verify")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the verification as JSON (ok, checked, problems, warnings)."
+)
 @pass_context
-def audit_verify(ctx: Context) -> None:
-    """Recompute the hash chain; exits 1 if any record was edited, inserted or deleted.
+def audit_verify(ctx: Context, as_json: bool) -> None:
+    """Check the audit trail; exit 1 if it was tampered with, 0 otherwise.
+
+    Recomputes the hash chain in the registry table (an edited, inserted or deleted record breaks it) and compares
+    it with the checkpoints of its head kept in the audit bucket under S3 Object Lock: a record that differs from
+    its checkpoint, or a chain that ends before the newest checkpoint (the last records deleted and the head item
+    rewritten to match), is named. Each problem is printed on its own line. Records newer than the newest
+    checkpoint are only a warning (a checkpoint failed, or is being written): exit 0.
 
     \b
     Example:
       loopml audit verify && echo intact
+      loopml audit verify --json | jq .problems
     """
+    from rich.markup import escape as rich_escape
+
     verification = ctx.backend.registry.verify_audit()
-    if verification.ok:
-        terminal().print(f"[green]audit trail intact[/]: {verification.checked} records")
+    if as_json:
+        _print_json(dataclasses.asdict(verification))
+        if not verification.ok:
+            raise SystemExit(1)
         return
-    terminal().print(f"[red]audit trail BROKEN[/] ({verification.checked} records checked):")
+    out = terminal()
+    for warning in verification.warnings:  # one line each, however narrow the terminal: grep-able, diff-able
+        out.print(f"[yellow]warning[/]: {rich_escape(warning)}", soft_wrap=True)
+    if verification.ok:
+        anchored = f", anchored up to record {verification.anchored_to}" if verification.anchored_to else ""
+        out.print(f"[green]audit trail intact[/]: {verification.checked} records{anchored}")
+        return
+    out.print(f"[red]audit trail BROKEN[/] ({verification.checked} records checked):")
     for problem in verification.problems:
-        terminal().print(f"  - {problem}")
+        out.print(f"  - {problem}", soft_wrap=True, markup=False)
     raise SystemExit(1)
 
 
 cli.add_command(keys_group)
 cli.add_command(batch_command)
+models.add_command(models_card)
 
 
 def main() -> None:

@@ -42,6 +42,19 @@ DEFAULT_ASYNC_RETRIES = 2  # Lambda's, for a function without an event invoke co
 LOG_EVENTS_KEPT = 1_000  # per log stream; CloudWatch keeps a log group's events for its retention instead
 
 
+def provision_audit_bucket(s3: Any, bucket: str) -> None:
+    """The audit chain's checkpoints, as CDK builds them: Object Lock (which versions the bucket) with the declared
+    default retention, and the policy that denies every principal deletes. moto enforces the lock."""
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    retention = {"Mode": decl.AUDIT_LOCK.mode.value, "Days": decl.AUDIT_LOCK.retention_days}
+    s3.put_object_lock_configuration(
+        Bucket=bucket,
+        ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": retention}},
+    )
+    policy = {"Version": "2012-10-17", "Statement": decl.audit_bucket_policy_statements(f"arn:aws:s3:::{bucket}")}
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+
+
 def _zip_directory(directory: Path) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -333,6 +346,7 @@ class LocalCloud:
         for bucket in (self.names.data_bucket, self.names.artifact_bucket):
             s3.create_bucket(Bucket=bucket)
             s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        provision_audit_bucket(s3, self.names.audit_bucket)
         self.client("dynamodb").create_table(
             TableName=self.names.registry_table,
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
@@ -587,6 +601,7 @@ class LocalCloud:
             "account": ACCOUNT,
             "data_bucket": self.names.data_bucket,
             "artifact_bucket": self.names.artifact_bucket,
+            "audit_bucket": self.names.audit_bucket,
             "registry_table": self.names.registry_table,
             "state_machine_arn": self.names.state_machine_arn(),
             "batch_state_machine_arn": self.names.batch_state_machine_arn(),

@@ -143,6 +143,8 @@ def expected_permissions(template: Template, spec: FunctionSpec) -> set[Permissi
         expected |= {("states:StartExecution", BATCH_MACHINE_ARN), ("states:DescribeExecution", BATCH_EXECUTIONS_ARN)}
     if grants.publish_alerts:
         expected.add(("sns:Publish", TOPIC_ARN))
+    if grants.audit_checkpoints:
+        expected.add(("s3:PutObject", f"{bucket_arn(NAMES.audit_bucket)}/audit/checkpoints/*"))
     if spec.key in ASYNC_INVOCATIONS:
         expected.add(("lambda:InvokeFunction", function_arn(ASYNC_INVOCATIONS[spec.key].on_failure)))
     return expected
@@ -157,7 +159,7 @@ def function_permissions(template: Template, key: str) -> set[Permission]:
 
 def test_every_bucket_is_encrypted_private_and_ssl_only(template: Template) -> None:
     buckets = template.of_type("AWS::S3::Bucket")
-    assert len(buckets) == 3  # data, artifacts, and their access logs
+    assert len(buckets) == 4  # data, artifacts, audit checkpoints, and their access logs
     policies = {
         flatten(p["Properties"]["Bucket"]): p["Properties"] for p in template.of_type("AWS::S3::BucketPolicy").values()
     }
@@ -172,7 +174,7 @@ def test_every_bucket_is_encrypted_private_and_ssl_only(template: Template) -> N
         ssl_denials = [
             s
             for s in policies["${" + logical_id + "}"]["PolicyDocument"]["Statement"]
-            if s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            if s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
         ]
         assert ssl_denials and ssl_denials[0]["Action"] == "s3:*" and ssl_denials[0]["Principal"] == {"AWS": "*"}
 
@@ -360,6 +362,7 @@ def test_upload_failed_role_is_least_privilege(template: Template) -> None:
         ("dynamodb:Query", TABLE_ARN),
         ("dynamodb:PutItem", TABLE_ARN),
         ("sns:Publish", TOPIC_ARN),
+        ("s3:PutObject", f"{bucket_arn(NAMES.audit_bucket)}/audit/checkpoints/*"),  # its commits' checkpoints
     }
 
 

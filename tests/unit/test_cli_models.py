@@ -15,6 +15,7 @@ from moto import mock_aws
 from infra import declaration as decl
 from infra.cli.backend import Backend
 from infra.cli.main import cli
+from infra.local.cloud import provision_audit_bucket
 from loopml_core.contract import load_contract
 from loopml_core.models import ModelVersion, ObjectRef, UploadOutcome, UploadStatus
 from loopml_core.performance import classification_counts
@@ -45,6 +46,7 @@ def registry(monkeypatch) -> Iterator[Registry]:
             ],
             BillingMode="PAY_PER_REQUEST",
         )
+        provision_audit_bucket(boto3.client("s3", region_name="us-east-1"), backend.names.audit_bucket)
         monkeypatch.setattr(Backend, "resolve", classmethod(lambda cls, *args, **kwargs: backend))
         registry = backend.registry
         registry.declare_dataset(load_contract(CONTRACT))

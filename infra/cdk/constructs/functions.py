@@ -24,6 +24,7 @@ from infra.declaration import (
     Grants,
     Layer,
     Names,
+    audit_checkpoint_objects,
     function_environment,
 )
 
@@ -41,6 +42,9 @@ PIPELINE_DESCRIBE = ("states:DescribeExecution",)
 BATCH_START = ("states:StartExecution",)
 BATCH_DESCRIBE = ("states:DescribeExecution",)
 ALERT_PUBLISH = ("sns:Publish",)
+# An audit checkpoint is one new object under the checkpoint prefix (the audit bucket's default retention locks it
+# without the caller asking, so no s3:PutObjectRetention); the functions never read, tag or delete one.
+AUDIT_CHECKPOINT = ("s3:PutObject",)
 # Lambda sends an asynchronous invocation's destination record with the function's own role.
 DESTINATION_INVOKE = ("lambda:InvokeFunction",)
 
@@ -172,7 +176,12 @@ class Functions(Construct):
             ]
         if grants.publish_alerts:
             statements.append(allow(ALERT_PUBLISH, arns.alert_topic()))
+        if grants.audit_checkpoints:
+            statements.append(allow(AUDIT_CHECKPOINT, self._audit_checkpoints_arn()))
         return statements
+
+    def _audit_checkpoints_arn(self) -> str:
+        return audit_checkpoint_objects(self._arns.bucket(self._names.audit_bucket))
 
     def _bucket_statements(self, bucket_name: str, access: Access | None) -> list[iam.PolicyStatement]:
         statements = []
@@ -202,6 +211,13 @@ class Functions(Construct):
                     "Objects of this one bucket, whose keys are data-dependent; the actions are the exact object "
                     "calls the function makes and never include deletes.",
                 )
+        if grants.audit_checkpoints:
+            nag.acknowledge(
+                role,
+                f"AwsSolutions-IAM5[Resource::{nag.finding_resource(role, self._audit_checkpoints_arn())}]",
+                "Checkpoint keys name each audit record's sequence number and hash; PutObject under the checkpoint "
+                "prefix only, and the bucket's Object Lock keeps every version.",
+            )
         if grants.start_pipeline:
             nag.acknowledge(
                 role,

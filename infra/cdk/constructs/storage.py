@@ -1,13 +1,23 @@
-"""The data and artifact buckets, their access-log bucket, and the registry table."""
+"""The data, artifact and audit buckets, their access-log bucket, and the registry table."""
 
 from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.declaration import ABORT_INCOMPLETE_UPLOADS_DAYS, CAPTURE_DELIVERY, Names, artifact_expiry
+from infra.declaration import (
+    ABORT_INCOMPLETE_UPLOADS_DAYS,
+    AUDIT_LOCK,
+    CAPTURE_DELIVERY,
+    AuditLockSpec,
+    Names,
+    ObjectLockMode,
+    artifact_expiry,
+    audit_bucket_policy_statements,
+)
 
 
 class Storage(Construct):
@@ -18,6 +28,7 @@ class Storage(Construct):
         self.artifact_bucket = self._build_bucket(
             "ArtifactBucket", names.artifact_bucket, log_prefix="artifacts/", expiring=self._capture_retention()
         )
+        self.audit_bucket = self._build_audit_bucket(names.audit_bucket, AUDIT_LOCK)
         self.registry_table = self._build_registry_table(names.registry_table)
 
     def _build_access_logs_bucket(self) -> s3.Bucket:
@@ -69,6 +80,33 @@ class Storage(Construct):
             ],
             removal_policy=RemovalPolicy.RETAIN,
         )
+
+    def _build_audit_bucket(self, bucket_name: str, lock: AuditLockSpec) -> s3.Bucket:
+        """The audit chain's checkpoints: versioned, every version locked for the declared retention, and a policy
+        that denies every principal the deletes (and lifecycle rules) that could hide a checkpoint from a listing."""
+        retention = Duration.days(lock.retention_days)
+        bucket = s3.Bucket(
+            self,
+            "AuditBucket",
+            bucket_name=bucket_name,
+            versioned=True,
+            object_lock_enabled=True,
+            object_lock_default_retention=(
+                s3.ObjectLockRetention.compliance(retention)
+                if lock.mode is ObjectLockMode.COMPLIANCE
+                else s3.ObjectLockRetention.governance(retention)
+            ),
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.access_logs_bucket,
+            server_access_logs_prefix="audit/",
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        for statement in audit_bucket_policy_statements(bucket.bucket_arn):
+            bucket.add_to_resource_policy(iam.PolicyStatement.from_json(statement))
+        return bucket
 
     def _build_registry_table(self, table_name: str) -> dynamodb.Table:
         return dynamodb.Table(

@@ -17,7 +17,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -45,11 +46,14 @@ from loopml_core.models import (
 )
 
 if TYPE_CHECKING:
+    from loopml_core.audit_anchor import AuditAnchor, Checkpoint
     from loopml_core.performance import PerformanceCounts  # numpy: not in the core layer every function has
 
 GENESIS_HASH = "0" * 64
+AUDIT_PAGE = 1000  # audit records verify reads per query: memory stays bounded however long the chain
 AUDIT_PK = "AUDIT"
 AUDIT_HEAD_SK = "HEAD"
+AUDIT_RECORD_PREFIX = "E#"
 DATASETS_INDEX_PK = "DATASETS"
 UNDECLARED = "_undeclared"  # the dataset that uploads naming no declared dataset are recorded under
 MODELS_INDEX_PK = "MODELS"
@@ -59,6 +63,8 @@ TRANSACTION_ROOM = MAX_TRANSACTION_ITEMS - 10  # writes of a change besides its 
 OUTBOX_PK = "OUTBOX"
 ALIAS_PREFIX = "ALIAS#"
 AB_DEFAULT_WEIGHT = 50
+
+_log = logging.getLogger(__name__)
 
 
 def _dataset_pk(name: str) -> str:
@@ -106,7 +112,7 @@ def _upload_sk(source_id: str) -> str:
 
 
 def _audit_sk(seq: int) -> str:
-    return f"E#{seq:012d}"
+    return f"{AUDIT_RECORD_PREFIX}{seq:012d}"
 
 
 def _doc_item(pk: str, sk: str, doc: dict[str, Any], **attributes: str | int) -> Item:
@@ -116,6 +122,54 @@ def _doc_item(pk: str, sk: str, doc: dict[str, Any], **attributes: str | int) ->
 def _doc(item: Item) -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads(str(item["doc"]))
     return loaded
+
+
+def _record_problems(item: Item, record: dict[str, Any], expected_seq: int, prev_hash: str) -> list[str]:
+    """What is wrong with one audit record in its place in the chain."""
+    seq = int(record["seq"])
+    problems = []
+    if seq != expected_seq:
+        problems.append(f"record {expected_seq} is missing (found {seq} next)")
+    if item["sk"] != _audit_sk(seq):
+        problems.append(f"record {seq} is stored under the wrong key {item['sk']}")
+    if record.get("prev_hash") != prev_hash:
+        problems.append(f"record {seq} does not link to the record before it")
+    if audit_hash(record) != record.get("hash"):
+        problems.append(f"record {seq} was altered: its content does not match its hash")
+    return problems
+
+
+def _unanchored(anchored_to: int, last_seq: int) -> str:
+    span = f"record {last_seq} is" if last_seq == anchored_to + 1 else f"records {anchored_to + 1}..{last_seq} are"
+    newest = f"the newest checkpoint is record {anchored_to}" if anchored_to else "there is no checkpoint yet"
+    return f"{span} not yet anchored ({newest}): a checkpoint failed, or is being written"
+
+
+class _AnchorReads:
+    """The anchor as `verify_audit` reads it: a read that fails (no such bucket, no permission) is reported once, as
+    `failure`, and nothing more is read."""
+
+    def __init__(self, anchor: AuditAnchor) -> None:
+        self.anchor = anchor
+        self.failure = ""
+
+    def checkpoints(self, from_seq: int, to_seq: int | None = None) -> list[Checkpoint]:
+        if self.failure:
+            return []
+        try:
+            return self.anchor.checkpoints(from_seq, to_seq)  # a page's sequence numbers, or the few past the end
+        except Exception as error:
+            self.failure = f"the audit checkpoints could not be read, so the chain was not compared with them: {error}"
+            return []
+
+
+def _checkpoint_problem(checkpoint: Checkpoint, table_hash: str | None) -> str | None:
+    """What is wrong with the table's record at a checkpoint's sequence number, if anything."""
+    if table_hash is None:
+        return f"record {checkpoint.seq} is missing but checkpoint {checkpoint.seq} taken at {checkpoint.at} anchors it"
+    if table_hash != checkpoint.hash:
+        return f"record {checkpoint.seq} differs from checkpoint {checkpoint.seq} taken at {checkpoint.at}"
+    return None
 
 
 def audit_hash(record: dict[str, Any]) -> str:
@@ -135,9 +189,13 @@ class Event:
 
 @dataclass(frozen=True)
 class AuditVerification:
+    """`problems` are tampering (`ok` is False); `warnings` are not (e.g. records newer than the newest checkpoint)."""
+
     ok: bool
     checked: int
     problems: list[str]
+    warnings: list[str] = field(default_factory=list)
+    anchored_to: int = 0  # the newest checkpoint's sequence number the chain reaches (0: none, or no anchor)
 
 
 @dataclass(frozen=True)
@@ -179,9 +237,12 @@ def _delivery_mode(mode: DeliveryMode | str) -> DeliveryMode:
 
 
 class Registry:
-    def __init__(self, table: Table, actor: str = "loopml") -> None:
+    def __init__(self, table: Table, actor: str = "loopml", anchor: AuditAnchor | None = None) -> None:
+        """`anchor`, when given, receives the audit chain's head after every commit (see `audit_anchor`): every
+        registry that writes should have one, else a truncated chain with a rewritten head goes unnoticed."""
         self.table = table
         self.actor = actor
+        self.anchor = anchor
 
     # -- the one write path -------------------------------------------------------------------------------------
 
@@ -212,11 +273,24 @@ class Registry:
             head_put = Put(head_item, if_equals={"seq": int(head["seq"])}) if head else Put(head_item, if_absent=True)
             try:
                 self.table.transact([*puts, *audit_puts, head_put])
-                return records
             except ConflictError:
                 if self._domain_conflict(puts):
                     raise
+                continue
+            self._checkpoint(records[-1])
+            return records
         raise ConflictError("the audit trail is busy; try again")
+
+    def _checkpoint(self, head: AuditRecord) -> None:
+        """Anchor the new head outside the table. The change is committed whatever happens here: a checkpoint that
+        fails is logged, and `verify_audit` reports the records after the newest checkpoint as not yet anchored (the
+        next commit's checkpoint anchors them, as it vouches for the whole chain up to its head)."""
+        if self.anchor is None:
+            return
+        try:
+            self.anchor.checkpoint(head.seq, head.hash, head.at)
+        except Exception:
+            _log.exception("audit checkpoint of record %d failed; the change itself is committed", head.seq)
 
     def _domain_conflict(self, puts: Sequence[Write]) -> bool:
         """True when the conflict is in the change itself (not just a race on the audit head)."""
@@ -882,35 +956,90 @@ class Registry:
         records = [AuditRecord(**_doc(i)) for i in self.table.query(AUDIT_PK, "E#")]
         return [r for r in records if r.subject.startswith(subject_prefix)]
 
-    def verify_audit(self) -> AuditVerification:
-        """Recompute the chain: every hash, every link, no gap in sequence numbers, and the head at the last record."""
+    def _audit_pages(self) -> Iterator[list[Item]]:
+        """The audit records in sort-key order, AUDIT_PAGE at a time."""
+        last_sk: str | None = None
+        while True:
+            if last_sk is None:
+                page = self.table.query(AUDIT_PK, AUDIT_RECORD_PREFIX, limit=AUDIT_PAGE)
+            else:  # from the last key read, which comes back first and is dropped
+                page = self.table.query(AUDIT_PK, sk_from=last_sk, limit=AUDIT_PAGE + 1)
+                page = [i for i in page if i["sk"] != last_sk]
+            # Records are contiguous in sort-key order: past them (the HEAD item) there are no more.
+            page = [i for i in page if str(i["sk"]).startswith(AUDIT_RECORD_PREFIX)]
+            if not page:
+                return
+            yield page
+            last_sk = str(page[-1]["sk"])
+
+    def verify_audit(self, anchor: AuditAnchor | None = None) -> AuditVerification:
+        """Recompute the chain: every hash, every link, no gap in sequence numbers, and the head at the last record.
+
+        With an anchor (`anchor`, else the registry's own) the chain is also compared with every checkpoint ever
+        taken: each must be the table's record at its sequence number, and the chain must reach the newest one.
+        That finds what the chain alone cannot: the newest records deleted and the HEAD item rewritten to match, or
+        a history rewritten from some record on. Records newer than the newest checkpoint are a warning, not a
+        problem (a checkpoint failed, or a commit is being checkpointed right now). Reads a page of records and the
+        checkpoints of its sequence numbers at a time, so memory stays bounded however long the chain.
+        """
+        anchor = anchor or self.anchor
+        reads = _AnchorReads(anchor) if anchor is not None else None
         problems: list[str] = []
-        items = self.table.query(AUDIT_PK, "E#")
         prev_hash = GENESIS_HASH
-        expected_seq = 1
-        for item in items:
-            try:
-                record = _doc(item)
-                seq = int(record["seq"])
-            except (ValueError, KeyError, TypeError):
-                problems.append(f"record {item.get('sk')} is not a valid audit record")
-                continue
-            if seq != expected_seq:
-                problems.append(f"record {expected_seq} is missing (found {seq} next)")
-            if item["sk"] != _audit_sk(seq):
-                problems.append(f"record {seq} is stored under the wrong key {item['sk']}")
-            if record.get("prev_hash") != prev_hash:
-                problems.append(f"record {seq} does not link to the record before it")
-            if audit_hash(record) != record.get("hash"):
-                problems.append(f"record {seq} was altered: its content does not match its hash")
-            prev_hash = str(record.get("hash"))
-            expected_seq = seq + 1
-        head = self.table.get(AUDIT_PK, AUDIT_HEAD_SK)
+        expected_seq, checked, highest_seq, anchored_to = 1, 0, 0, 0
+        for page in self._audit_pages():
+            hashes: dict[int, str] = {}
+            for item in page:
+                checked += 1
+                try:
+                    record = _doc(item)
+                    seq = int(record["seq"])
+                except (ValueError, KeyError, TypeError):
+                    problems.append(f"record {item.get('sk')} is not a valid audit record")
+                    continue
+                problems += _record_problems(item, record, expected_seq, prev_hash)
+                prev_hash = str(record.get("hash"))
+                expected_seq = seq + 1
+                hashes[seq] = prev_hash
+            if reads is not None and hashes:
+                page_to = max(highest_seq, *hashes)
+                for checkpoint in reads.checkpoints(highest_seq + 1, page_to):
+                    anchored_to = max(anchored_to, checkpoint.seq)
+                    problem = _checkpoint_problem(checkpoint, hashes.get(checkpoint.seq))
+                    if problem:
+                        problems.append(problem)
+                highest_seq = page_to
         last_seq = expected_seq - 1
-        if head is None and items:
+        head = self.table.get(AUDIT_PK, AUDIT_HEAD_SK)
+        if head is None and checked:
             problems.append("the audit head is missing")
         elif head is not None and (int(head["seq"]) != last_seq or head["hash"] != prev_hash):
             problems.append(
                 f"the chain ends at record {last_seq} but the head says {head['seq']}: records were removed"
             )
-        return AuditVerification(ok=not problems, checked=len(items), problems=problems)
+        warnings: list[str] = []
+        if reads is not None:
+            problems += self._removed_tail(reads, last_seq, highest_seq)
+            if reads.failure:  # not proof of tampering, but nothing was compared: never "intact"
+                problems.append(reads.failure)
+            elif last_seq > anchored_to:
+                warnings.append(_unanchored(anchored_to, last_seq))
+        return AuditVerification(
+            ok=not problems, checked=checked, problems=problems, warnings=warnings, anchored_to=anchored_to
+        )
+
+    def _removed_tail(self, reads: _AnchorReads, last_seq: int, highest_seq: int) -> list[str]:
+        """Checkpoints beyond the chain's end: records were removed, unless they were appended while verifying."""
+        beyond = reads.checkpoints(highest_seq + 1)
+        if not beyond:
+            return []
+        newest = beyond[-1]
+        appended = self.table.get(AUDIT_PK, _audit_sk(newest.seq))
+        if appended is not None and _doc(appended).get("hash") == newest.hash:
+            return []  # the chain grew during this check, up to a checkpoint that vouches for it
+        removed = (
+            f"record {newest.seq} was" if newest.seq == last_seq + 1 else f"records {last_seq + 1}..{newest.seq} were"
+        )
+        return [
+            f"{removed} removed: the chain ends at {last_seq} but checkpoint {newest.seq} exists (taken at {newest.at})"
+        ]

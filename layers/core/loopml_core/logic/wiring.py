@@ -6,6 +6,7 @@ from functools import cache
 
 from loopml_core.adapters.object_store import S3ObjectStore
 from loopml_core.adapters.table import DynamoTable
+from loopml_core.audit_anchor import S3AuditAnchor
 from loopml_core.logic.pipeline_steps import PipelineSteps
 from loopml_core.registry import Registry
 from loopml_core.settings import Settings
@@ -16,7 +17,8 @@ def pipeline_steps(actor: str) -> PipelineSteps:
     settings = Settings.from_env()
     return PipelineSteps(
         S3ObjectStore(),
-        Registry(DynamoTable(settings.registry_table), actor=actor),
+        # The registry writers among them (register_model, record_failure) are granted checkpoints; the others read.
+        Registry(DynamoTable(settings.registry_table), actor=actor, anchor=S3AuditAnchor.if_granted()),
         settings.artifact_bucket,
         settings.code_version,
     )
