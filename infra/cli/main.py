@@ -19,6 +19,7 @@ from infra.cli.batch import batch as batch_command
 from infra.cli.cards import card as models_card
 from infra.cli.errors import BackendError
 from infra.cli.keys import keys as keys_group
+from infra.cli.models_registry import COMMANDS as MODELS_REGISTRY_COMMANDS
 from loopml_core.contract import load_contract
 
 if TYPE_CHECKING:
@@ -603,7 +604,7 @@ def models_show(ctx: Context, name: str, as_json: bool) -> None:
         [
             [
                 f"v{v.version}",
-                role(v.version),
+                role(v.version) or ("" if v.status == "READY" else v.status.value),  # READY goes without saying
                 f"v{v.dataset_version}",
                 ", ".join(f"{k} {val:.3f}" for k, val in v.metrics.items()),
                 v.decision,
@@ -1106,6 +1107,8 @@ def audit_verify(ctx: Context, as_json: bool) -> None:
 cli.add_command(keys_group)
 cli.add_command(batch_command)
 models.add_command(models_card)
+for _command in MODELS_REGISTRY_COMMANDS:
+    models.add_command(_command)
 
 
 def main() -> None:

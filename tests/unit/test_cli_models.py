@@ -79,7 +79,10 @@ def run(*args: str):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(cli, list(args))
 
 
-@pytest.mark.parametrize("command", ["deploy", "promote", "rollback", "compare", "show", "list"])
+@pytest.mark.parametrize(
+    "command",
+    ["deploy", "promote", "rollback", "compare", "show", "list", "describe", "tag", "alias", "archive", "search"],
+)
 def test_every_models_command_explains_itself_with_an_example(command):
     result = run("models", command, "--help")
     assert result.exit_code == 0
@@ -234,3 +237,49 @@ def test_compare_without_a_deployment_needs_a_version(registry):
     labels_free = run("models", "compare", "churn", "--version", "2", "--json")
     assert labels_free.exit_code == 0
     assert json.loads(labels_free.output)["verdict"] == "no significant difference yet"
+
+
+def test_describe_tag_alias_archive_and_search_through_the_cli(registry):
+    assert run("models", "describe", "churn", "--description", "Who cancels next month").exit_code == 0
+    tagged = run("models", "tag", "churn", "team=risk", "owner=ana")
+    assert tagged.exit_code == 0 and "owner=ana, team=risk" in tagged.output
+    assert run("models", "tag", "churn", "--version", "2", "validated_by=qa").exit_code == 0
+    assert run("models", "alias", "set", "churn", "staging", "2", "--reason", "QA run").exit_code == 0
+    archived = run("models", "archive", "churn", "3", "--reason", "superseded")
+    assert archived.exit_code == 0 and "churn v3 is ARCHIVED" in archived.output
+    described = json.loads(run("models", "describe", "churn", "--json").output)
+    assert described["description"] == "Who cancels next month" and described["tags"] == {
+        "team": "risk",
+        "owner": "ana",
+    }
+    assert described["aliases"] == {"champion": 1, "staging": 2}
+    assert [(v["version"], v["status"], v["tags"]) for v in described["versions"]] == [
+        (1, "READY", {}),
+        (2, "READY", {"validated_by": "qa"}),
+        (3, "ARCHIVED", {}),
+    ]
+    found = json.loads(run("models", "search", "--filter", "tag.team = 'risk'", "--json").output)
+    assert [m["name"] for m in found["models"]] == ["churn"] and found["next_page_token"] is None
+    assert "no model matches" in run("models", "search", "--filter", "tag.team = 'ops'").output
+    assert [r.action for r in registry.audit_records()[-6:]] == [
+        "model.described",
+        "model.tag.set",
+        "model.tag.set",
+        "model.version.tag.set",
+        "model.alias.set",
+        "model.version.status",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["alias", "set", "churn", "champion", "2"], "use `loopml models promote`"),
+        (["archive", "churn", "1", "--reason", "x"], "named by champion"),
+        (["search", "--filter", "team = 'risk'"], "cannot read"),
+        (["tag", "churn", "novalue"], "give KEY=VALUE"),
+    ],
+)
+def test_registry_vocabulary_mistakes_say_why(registry, args, message):
+    result = run("models", *args)
+    assert result.exit_code == 2 and message in result.output

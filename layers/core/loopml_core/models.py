@@ -88,13 +88,42 @@ class UploadOutcome(BaseModel):
 
 
 class VersionStatus(StrEnum):
-    READY = "READY"  # registered, evaluated; may or may not be champion
+    """A model version's lifecycle (MLflow's words): only a READY version may serve, as champion, challenger or any
+    alias. `ALLOWED_TRANSITIONS` says which changes a person may make."""
+
+    PENDING_APPROVAL = "PENDING_APPROVAL"  # registered and evaluated; waits for an approver before it may serve
+    READY = "READY"  # registered, evaluated (and approved, where the contract asks for it); may or may not serve
+    REJECTED = "REJECTED"  # an approver turned it down (or nobody decided in time): it never serves
+    FAILED = "FAILED"  # its registration could not complete: the artefact is not to be used
+    ARCHIVED = "ARCHIVED"  # retired by a person; kept with its lineage, back to READY if needed
+
+
+ALLOWED_TRANSITIONS: dict[VersionStatus, frozenset[VersionStatus]] = {
+    VersionStatus.PENDING_APPROVAL: frozenset({VersionStatus.READY, VersionStatus.REJECTED}),
+    VersionStatus.READY: frozenset({VersionStatus.ARCHIVED}),
+    VersionStatus.ARCHIVED: frozenset({VersionStatus.READY}),
+    VersionStatus.REJECTED: frozenset(),
+    VersionStatus.FAILED: frozenset(),
+}
+
+
+class RegisteredModel(BaseModel):
+    """A model as a whole: its description and tags (its versions and aliases are items of their own)."""
+
+    model_config = ConfigDict(defer_build=True)  # built at first use (see the note above ObjectRef)
+
+    name: str
+    description: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+    created_at: str | None = None
+    updated_at: str | None = None
 
 
 class ModelVersion(BaseModel):
     model: str
     version: int
     status: VersionStatus = VersionStatus.READY
+    tags: dict[str, str] = Field(default_factory=dict)
     task: str
     dataset_version: int
     execution: str
@@ -142,6 +171,17 @@ class PipelineRun(BaseModel):
 
 class Champion(BaseModel):
     model: str
+    version: int
+    since: str
+
+
+class ModelAlias(BaseModel):
+    """A user-defined alias (`staging`, `candidate`...) naming one READY version of a model."""
+
+    model_config = ConfigDict(defer_build=True)  # built at first use (see the note above ObjectRef)
+
+    model: str
+    alias: str
     version: int
     since: str
 

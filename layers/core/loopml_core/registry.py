@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from loopml_core.clock import iso
 from loopml_core.contract import DatasetContract
 from loopml_core.errors import ConflictError, NotFoundError
 from loopml_core.models import (
+    ALLOWED_TRANSITIONS,
     CHALLENGER,
     CHAMPION,
     Alert,
@@ -36,13 +38,16 @@ from loopml_core.models import (
     DatasetVersion,
     DeliveryMode,
     Deployment,
+    ModelAlias,
     ModelVersion,
     MonitorState,
     PipelineRun,
+    RegisteredModel,
     RunStatus,
     ServingState,
     UploadOutcome,
     UploadStatus,
+    VersionStatus,
 )
 
 if TYPE_CHECKING:
@@ -113,6 +118,48 @@ def _upload_sk(source_id: str) -> str:
 
 def _audit_sk(seq: int) -> str:
     return f"{AUDIT_RECORD_PREFIX}{seq:012d}"
+
+
+MAX_DESCRIPTION_CHARS = 5000
+MAX_TAG_VALUE_CHARS = 256
+TAG_KEY = re.compile(r"^[\w.\-/:@ ]{1,128}$")
+ALIAS_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+RESERVED_ALIASES = frozenset({CHAMPION, CHALLENGER})
+
+
+def _check_tag(key: str, value: str) -> None:
+    if not TAG_KEY.fullmatch(key):
+        raise ValueError(f"tag key {key!r}: 1-128 letters, digits, spaces and _ . - / : @")
+    if len(value) > MAX_TAG_VALUE_CHARS:
+        raise ValueError(f"the value of tag {key!r} holds at most {MAX_TAG_VALUE_CHARS} characters, not {len(value)}")
+
+
+def _check_alias(alias: str) -> None:
+    if alias in RESERVED_ALIASES:
+        raise ValueError(
+            f"'{alias}' moves with the model's deployments: use `loopml models promote`, `deploy` or `rollback`"
+        )
+    if not ALIAS_NAME.fullmatch(alias):
+        raise ValueError(f"alias {alias!r}: a lower-case letter, then up to 62 lower-case letters, digits, _ or -")
+
+
+def _must_serve(record: ModelVersion) -> None:
+    if record.status is not VersionStatus.READY:
+        raise ValueError(f"v{record.version} of '{record.model}' is {record.status}: only a READY version may serve")
+
+
+def _registered_model(item: Item) -> RegisteredModel:
+    # Models registered before descriptions and tags existed have an index item without a document.
+    return RegisteredModel(**_doc(item)) if "doc" in item else RegisteredModel(name=str(item["sk"]))
+
+
+def _replacing(current: Item, item: Item) -> Put:
+    """A write of `item` over `current` that fails if another writer changed it meanwhile."""
+    return (
+        Put(item, if_equals={"doc": str(current["doc"])})
+        if "doc" in current
+        else Put(item, if_equals={"sk": str(current["sk"])})
+    )
 
 
 def _doc_item(pk: str, sk: str, doc: dict[str, Any], **attributes: str | int) -> Item:
@@ -557,7 +604,8 @@ class Registry:
                 ),
             ]
             if not meta:
-                puts.append(Put({"pk": MODELS_INDEX_PK, "sk": name}, if_absent=True))
+                first = RegisteredModel(name=name, created_at=record.created_at, updated_at=record.created_at)
+                puts.append(Put(_doc_item(MODELS_INDEX_PK, name, first.model_dump()), if_absent=True))
             events = [
                 Event(
                     "model.version.registered",
@@ -639,6 +687,170 @@ class Registry:
     def models(self) -> list[str]:
         return [str(item["sk"]) for item in self.table.query(MODELS_INDEX_PK)]
 
+    # -- the registry's vocabulary: registered models, tags, aliases, the version lifecycle ------------------------
+
+    def registered_models(self) -> list[RegisteredModel]:
+        """Every registered model with its description and tags, in one Query (they live on the models index)."""
+        return [_registered_model(item) for item in self.table.query(MODELS_INDEX_PK)]
+
+    def registered_model(self, name: str) -> RegisteredModel:
+        return _registered_model(self._model_index_item(name))
+
+    def _model_index_item(self, name: str) -> Item:
+        item = self.table.get(MODELS_INDEX_PK, name)
+        if item is None:
+            raise NotFoundError(f"no model '{name}' is registered")
+        return item
+
+    def describe_model(self, name: str, description: str) -> RegisteredModel:
+        """Set the model's description (at most MAX_DESCRIPTION_CHARS), with its audit record."""
+        if len(description) > MAX_DESCRIPTION_CHARS:
+            raise ValueError(f"a description holds at most {MAX_DESCRIPTION_CHARS} characters, not {len(description)}")
+        return self._change_model(
+            name,
+            lambda m: m.model_copy(update={"description": description}),
+            "model.described",
+            {"description": description},
+        )
+
+    def set_model_tag(self, name: str, key: str, value: str) -> RegisteredModel:
+        _check_tag(key, value)
+        return self._change_model(
+            name,
+            lambda m: m.model_copy(update={"tags": {**m.tags, key: value}}),
+            "model.tag.set",
+            {"key": key, "value": value},
+        )
+
+    def delete_model_tag(self, name: str, key: str) -> RegisteredModel:
+        def without(model: RegisteredModel) -> RegisteredModel:
+            if key not in model.tags:
+                raise NotFoundError(f"model '{name}' has no tag '{key}'")
+            return model.model_copy(update={"tags": {k: v for k, v in model.tags.items() if k != key}})
+
+        return self._change_model(name, without, "model.tag.deleted", {"key": key})
+
+    def _change_model(
+        self, name: str, change: Callable[[RegisteredModel], RegisteredModel], action: str, details: dict[str, Any]
+    ) -> RegisteredModel:
+        for _ in range(COMMIT_ATTEMPTS):
+            item = self._model_index_item(name)
+            changed = change(_registered_model(item)).model_copy(update={"updated_at": iso()})
+            try:
+                self._commit(
+                    [_replacing(item, _doc_item(MODELS_INDEX_PK, name, changed.model_dump()))],
+                    [Event(action, f"model/{name}", details)],
+                )
+                return changed
+            except ConflictError:
+                continue
+        raise ConflictError(f"model '{name}' kept changing under this write: try again")
+
+    def set_version_tag(self, name: str, version: int, key: str, value: str) -> ModelVersion:
+        _check_tag(key, value)
+        return self._change_version(
+            name,
+            version,
+            lambda v: v.model_copy(update={"tags": {**v.tags, key: value}}),
+            "model.version.tag.set",
+            {"key": key, "value": value},
+        )
+
+    def delete_version_tag(self, name: str, version: int, key: str) -> ModelVersion:
+        def without(record: ModelVersion) -> ModelVersion:
+            if key not in record.tags:
+                raise NotFoundError(f"v{version} of '{name}' has no tag '{key}'")
+            return record.model_copy(update={"tags": {k: v for k, v in record.tags.items() if k != key}})
+
+        return self._change_version(name, version, without, "model.version.tag.deleted", {"key": key})
+
+    def transition_version(self, name: str, version: int, status: VersionStatus | str, reason: str) -> ModelVersion:
+        """Move a version along its lifecycle (`ALLOWED_TRANSITIONS`), with the reason in its audit record. A version
+        an alias names (champion, challenger or any other) cannot be archived: move or delete the alias first."""
+        target = VersionStatus(status)
+
+        def moved(record: ModelVersion) -> ModelVersion:
+            if target not in ALLOWED_TRANSITIONS[record.status]:
+                allowed = ", ".join(sorted(ALLOWED_TRANSITIONS[record.status])) or "none: it is final"
+                raise ValueError(f"v{version} of '{name}' is {record.status}; it can become {allowed}, not {target}")
+            naming = sorted(a for a, v in self.aliases(name).items() if v == version)
+            if target is not VersionStatus.READY and naming:
+                raise ValueError(f"v{version} of '{name}' is named by {', '.join(naming)}: move those aliases first")
+            return record.model_copy(update={"status": target})
+
+        current = self.model_version(name, version).status
+        details = {"from": str(current), "to": str(target), "reason": reason}
+        return self._change_version(name, version, moved, "model.version.status", details)
+
+    def _change_version(
+        self,
+        name: str,
+        version: int,
+        change: Callable[[ModelVersion], ModelVersion],
+        action: str,
+        details: dict[str, Any],
+    ) -> ModelVersion:
+        for _ in range(COMMIT_ATTEMPTS):
+            item = self.table.get(_model_pk(name), _version_sk(version))
+            if item is None:
+                raise NotFoundError(f"model '{name}' has no version {version}")
+            changed = change(ModelVersion(**_doc(item)))
+            try:
+                self._commit(
+                    [_replacing(item, _doc_item(_model_pk(name), _version_sk(version), changed.model_dump()))],
+                    [Event(action, f"model/{name}/v{version}", details)],
+                )
+                return changed
+            except ConflictError:
+                continue
+        raise ConflictError(f"v{version} of '{name}' kept changing under this write: try again")
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """Every alias of the model and the version it names: champion, challenger and those users set."""
+        return {
+            str(item["sk"]).removeprefix(ALIAS_PREFIX): int(item["version"])
+            for item in self.table.query(_model_pk(name), ALIAS_PREFIX)
+        }
+
+    def set_alias(self, name: str, alias: str, version: int, reason: str = "") -> ModelAlias:
+        """Point a user-defined alias at a READY version (champion and challenger move by promote, deploy and
+        rollback, which keep serving consistent). Setting it to where it points already changes nothing."""
+        _check_alias(alias)
+        record = self.model_version(name, version)
+        if record.status is not VersionStatus.READY:
+            raise ValueError(f"v{version} of '{name}' is {record.status}: only a READY version can have an alias")
+        current = self.table.get(_model_pk(name), _alias_sk(alias))
+        previous = int(current["version"]) if current is not None else None
+        named = ModelAlias(model=name, alias=alias, version=version, since=iso())
+        if previous == version:
+            return ModelAlias(**_doc(current)) if current is not None else named
+        item = _doc_item(_model_pk(name), _alias_sk(alias), named.model_dump(), version=version)
+        put = Put(item, if_absent=True) if current is None else Put(item, if_equals={"version": previous or 0})
+        # The version must still be READY when the alias lands: an archive racing this write cancels it.
+        ready = Check(_model_pk(name), _version_sk(version), {"doc": str(self._version_item(name, version)["doc"])})
+        event = Event(
+            "model.alias.set", _alias_subject(name, alias), {"from": previous, "to": version, "reason": reason}
+        )
+        self._commit([put, ready], [event])
+        return named
+
+    def delete_alias(self, name: str, alias: str, reason: str = "") -> int:
+        """Remove a user-defined alias; returns the version it named."""
+        _check_alias(alias)
+        current = self.table.get(_model_pk(name), _alias_sk(alias))
+        if current is None:
+            raise NotFoundError(f"model '{name}' has no alias '{alias}'")
+        version = int(current["version"])
+        event = Event("model.alias.deleted", _alias_subject(name, alias), {"from": version, "reason": reason})
+        self._commit([Delete(_model_pk(name), _alias_sk(alias), {"version": version})], [event])
+        return version
+
+    def _version_item(self, name: str, version: int) -> Item:
+        item = self.table.get(_model_pk(name), _version_sk(version))
+        if item is None:
+            raise NotFoundError(f"model '{name}' has no version {version}")
+        return item
+
     def champion(self, model: str) -> Champion | None:
         item = self.table.get(_model_pk(model), _alias_sk(CHAMPION))
         return Champion(**_doc(item)) if item else None
@@ -665,6 +877,7 @@ class Registry:
 
     def _move_champion(self, model: str, version: int, reason: str) -> tuple[Champion, Deployment | None]:
         target = self.model_version(model, version)
+        _must_serve(target)
         champion_item, challenger_item = self._alias_items(model)
         previous = int(champion_item["version"]) if champion_item else None
         champion = Champion(model=model, version=target.version, since=iso())
@@ -733,7 +946,7 @@ class Registry:
         """
         mode = _delivery_mode(mode)
         weight = deployment_weight(mode, weight)
-        self.model_version(model, version)
+        _must_serve(self.model_version(model, version))
         champion_item, challenger_item = self._alias_items(model)
         if champion_item is None:
             raise self._no_champion(model)
