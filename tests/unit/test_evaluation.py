@@ -205,3 +205,39 @@ def test_regression_promotion_uses_lower_rmse() -> None:
 def test_read_holdout_rejects_short_rows() -> None:
     with pytest.raises(ValueError, match="shorter than the header"):
         read_holdout(contract(), b"x,n,colour,y\n1.0,2\n")
+
+
+def _with_floors(floors: dict[str, float], task: str = "classification") -> DatasetContract:
+    return DatasetContract.model_validate(
+        {"name": "toy", "task": task, "target": "y", "features": FEATURES, "governance": {"min_metrics": floors}}
+    )
+
+
+def test_the_floors_hold_back_even_the_first_model(good: TrainingResult) -> None:
+    accuracy = evaluate(contract(), good.onnx_model, None, good.holdout_csv, good.reference_predictions)
+    reached = accuracy.candidate_metrics["accuracy"]
+    below = _with_floors({"accuracy": reached + 0.01, "f1_macro": 0.1})
+    result = evaluate(below, good.onnx_model, None, good.holdout_csv, good.reference_predictions)
+    assert not result.promote
+    assert result.reason.startswith("not promoted: below the contract's floors (accuracy ")
+    assert f"< floor {reached + 0.01:g}" in result.reason and "f1_macro" not in result.reason
+    within = _with_floors({"accuracy": reached - 0.01})
+    assert evaluate(within, good.onnx_model, None, good.holdout_csv, good.reference_predictions).promote
+
+
+def test_an_error_metric_floor_is_a_ceiling_and_must_fit_the_task() -> None:
+    regression = train(contract("regression"), make_frame(600, seed=4, task="regression"))
+    free = evaluate(
+        contract("regression"), regression.onnx_model, None, regression.holdout_csv, regression.reference_predictions
+    )
+    rmse = free.candidate_metrics["rmse"]
+    tight = _with_floors({"rmse": rmse / 2}, task="regression")
+    result = evaluate(tight, regression.onnx_model, None, regression.holdout_csv, regression.reference_predictions)
+    assert not result.promote and f"rmse {rmse:.3f} > ceiling" in result.reason
+    with pytest.raises(ValueError, match="'rmse' does not apply to classification"):
+        _with_floors({"rmse": 1.0})
+
+
+def test_floors_left_out_keep_the_contract_fingerprint() -> None:
+    assert _with_floors({}).fingerprint() == contract().fingerprint()
+    assert _with_floors({"accuracy": 0.5}).fingerprint() != contract().fingerprint()

@@ -159,12 +159,15 @@ class Governance(BaseModel):
     """Who may trust the model and how it is judged beyond its holdout metric.
 
     `sensitive_features` names category features whose groups the evaluation step compares (demographic parity and
-    equalized-odds differences, shown on the model card). Further governance settings belong here too.
+    equalized-odds differences, shown on the model card). `min_metrics` are floors every candidate's holdout metrics
+    must reach before it may serve, the first model included (for an error metric, rmse or mae, the value is a
+    ceiling).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     sensitive_features: tuple[str, ...] = ()
+    min_metrics: dict[PerformanceMetric, float] = Field(default_factory=dict)
 
 
 class DatasetContract(BaseModel):
@@ -206,6 +209,9 @@ class DatasetContract(BaseModel):
                 raise ValueError(
                     f"governance.sensitive_features: '{name}' must be a category feature (its values are the groups)"
                 )
+        for floor in self.governance.min_metrics:
+            if floor.task is not self.task:
+                raise ValueError(f"governance.min_metrics: '{floor}' does not apply to {self.task}")
         metric = self.monitoring.performance.metric
         if metric is not None and metric.task is not self.task:
             raise ValueError(f"monitoring.performance.metric '{metric}' does not apply to {self.task}")

@@ -375,6 +375,9 @@ def evaluate(
 
     if not parity.ok:
         return verdict(False, f"not promoted: the ONNX export does not reproduce scikit-learn ({parity.message})")
+    short = floors_missed(contract, candidate_metrics)
+    if short:
+        return verdict(False, f"not promoted: below the contract's floors ({'; '.join(short)}) on {rows} holdout rows")
     if champion_onnx is None:
         return verdict(True, f"no champion yet; candidate {primary.name} {candidate_score:.3f} on {rows} holdout rows")
     if champion_metrics is None:
@@ -399,6 +402,21 @@ def evaluate(
         f"candidate {primary.name} {cand} does not beat champion {champ} on {rows} holdout rows "
         f"({'higher' if primary.higher_is_better else 'lower'} is better)",
     )
+
+
+def floors_missed(contract: DatasetContract, metrics: Mapping[str, float]) -> list[str]:
+    """Each of the contract's `governance.min_metrics` the holdout metrics miss, in words (a metric the holdout
+    could not compute, such as ROC AUC on one class, misses its floor too)."""
+    missed = []
+    for metric, floor in sorted(contract.governance.min_metrics.items()):
+        value = metrics.get(str(metric))
+        if value is None or math.isnan(value):
+            missed.append(f"{metric} could not be computed on the holdout (floor {floor:g})")
+        elif metric.higher_is_better and value < floor:
+            missed.append(f"{metric} {value:.3f} < floor {floor:g}")
+        elif not metric.higher_is_better and value > floor:
+            missed.append(f"{metric} {value:.3f} > ceiling {floor:g}")
+    return missed
 
 
 # -- what the model card reports beyond the point metrics ------------------------------------------------------------
