@@ -57,6 +57,8 @@ class Backend:
     api_key: str | None = None
     # The running `loopml local up`'s state directory, where its gateway writes what each key used.
     local_state: Path | None = None
+    # Who the caller is on AWS (STS GetCallerIdentity's ARN): the actor of the audit records this CLI writes there.
+    principal: str | None = None
 
     @classmethod
     def resolve(
@@ -85,9 +87,7 @@ class Backend:
         if endpoint_url:
             _use_local_credentials()
         try:
-            account = session.client("sts", region_name=region, endpoint_url=endpoint_url).get_caller_identity()[
-                "Account"
-            ]
+            identity = session.client("sts", region_name=region, endpoint_url=endpoint_url).get_caller_identity()
         except Exception as error:
             raise BackendError(
                 f"no local cloud is running (start one with `loopml local up`) and no AWS credentials work: {error}"
@@ -97,9 +97,10 @@ class Backend:
             endpoint_url,
             api_url,
             None,
-            decl.Names(account, region),
+            decl.Names(identity["Account"], region),
             sign_requests=not endpoint_url,
             api_key=api_key,
+            principal=identity.get("Arn"),
         )
 
     def client(self, service: str) -> Any:
@@ -110,7 +111,8 @@ class Backend:
     @cached_property
     def registry(self) -> Registry:
         anchor = S3AuditAnchor(self.names.audit_bucket, lambda: self.store)
-        return Registry(DynamoTable(self.names.registry_table, self.client("dynamodb")), actor=_actor(), anchor=anchor)
+        actor = _actor(self.principal)
+        return Registry(DynamoTable(self.names.registry_table, self.client("dynamodb")), actor=actor, anchor=anchor)
 
     @cached_property
     def store(self) -> S3ObjectStore:
@@ -250,8 +252,18 @@ def _use_local_credentials() -> None:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 
 
-def _actor() -> str:
-    return f"cli:{os.environ.get('USER', 'unknown')}"
+def _actor(principal: str | None) -> str:
+    """Who the audit trail says made a change: the IAM principal on AWS (an assumed role's ARN names the session,
+    e.g. the SSO user), the operating-system user on a local cloud."""
+    if principal:
+        return f"cli:{principal}"
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        user = "unknown"
+    return f"cli:{user}"
 
 
 def upload_and_wait(store: S3ObjectStore, bucket: str, key: str, body: bytes, timeout: float = 120) -> dict[str, str]:

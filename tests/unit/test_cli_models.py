@@ -283,3 +283,17 @@ def test_describe_tag_alias_archive_and_search_through_the_cli(registry):
 def test_registry_vocabulary_mistakes_say_why(registry, args, message):
     result = run("models", *args)
     assert result.exit_code == 2 and message in result.output
+
+
+def test_on_aws_the_audit_names_the_callers_iam_principal(monkeypatch, tmp_path):
+    monkeypatch.setenv("LOOPML_HOME", str(tmp_path))  # no local cloud running: the AWS account in the environment
+    monkeypatch.delenv("LOOPML_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        backend = Backend.resolve()
+        identity = boto3.client("sts", region_name="us-east-1").get_caller_identity()
+        assert backend.principal == identity["Arn"] and backend.registry.actor == f"cli:{identity['Arn']}"
+    local = Backend("us-east-1", "http://127.0.0.1:4566", None, None, decl.Names("123456789012", "us-east-1"))
+    monkeypatch.setenv("USER", "ana")
+    monkeypatch.setenv("LOGNAME", "ana")
+    assert local.registry.actor == "cli:ana"  # the operating-system user on a local cloud
