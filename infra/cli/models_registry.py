@@ -164,6 +164,60 @@ def archive(obj: Any, name: str, version: int, reason: str, restore: bool) -> No
     click.echo(f"{name} v{version} is {moved.status}")
 
 
+@click.command("approve")
+@click.argument("name")
+@click.argument("version", type=click.IntRange(min=1))
+@click.option("--reason", required=True, help="Why, for the audit trail (recorded with who approved).")
+@click.pass_obj
+def approve(obj: Any, name: str, version: int, reason: str) -> None:
+    """Approve a PENDING_APPROVAL version: it becomes READY and, when its evaluation promoted it and the champion is
+    still the one it was judged against, champion, in one transaction with the audit record naming you and why.
+    The pipeline run waiting on it resumes.
+
+    \b
+    Example:
+      loopml models approve churn 3 --reason "card reviewed; fairness within policy"
+    """
+    decision = _registry(obj).approve(name, version, reason)
+    click.echo(f"{name}: {decision.note}{_resume(obj.backend, decision.request, approved=True, reason=reason)}")
+
+
+@click.command("reject")
+@click.argument("name")
+@click.argument("version", type=click.IntRange(min=1))
+@click.option("--reason", required=True, help="Why, for the audit trail (recorded with who rejected).")
+@click.pass_obj
+def reject(obj: Any, name: str, version: int, reason: str) -> None:
+    """Reject a PENDING_APPROVAL version: it becomes REJECTED and never serves; the waiting pipeline run ends.
+
+    \b
+    Example:
+      loopml models reject churn 3 --reason "recall on the south region too low"
+    """
+    decision = _registry(obj).reject(name, version, reason)
+    click.echo(f"{name}: {decision.note}{_resume(obj.backend, decision.request, approved=False, reason=reason)}")
+
+
+def _resume(backend: Any, request: Any, *, approved: bool, reason: str) -> str:
+    """Hand the decision to the pipeline run waiting on it. The registry holds the decision either way: a run that
+    stopped waiting (timed out, or stopped by hand) is only reported."""
+    if request is None:
+        return ""
+    from botocore.exceptions import ClientError
+
+    stepfunctions = backend.client("stepfunctions")
+    try:
+        if approved:
+            output = json.dumps({"decision": "approved", "reason": reason})
+            stepfunctions.send_task_success(taskToken=request.token, output=output)
+        else:
+            stepfunctions.send_task_failure(taskToken=request.token, error="LoopML.Rejected", cause=reason[:32768])
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "error")
+        return f"; its pipeline run {request.execution} had stopped waiting ({code})"
+    return f"; pipeline run {request.execution} resumed"
+
+
 @click.command("search")
 @click.option("--filter", "filter_text", default=None, help="e.g. \"tag.team = 'risk' AND name LIKE 'churn%'\".")
 @click.option("--max-results", type=click.IntRange(1, 1000), default=100, show_default=True)
@@ -199,4 +253,4 @@ def search(obj: Any, filter_text: str | None, max_results: int, page_token: str 
         click.echo(f"more: --page-token {page.next_page_token}")
 
 
-COMMANDS = (describe, tag, alias, archive, search)
+COMMANDS = (describe, tag, alias, archive, approve, reject, search)

@@ -155,19 +155,28 @@ class Serving(BaseModel):
     out_of_range: OutOfRange = OutOfRange.REJECT
 
 
+class Approval(StrEnum):
+    AUTO = "auto"  # a candidate that reaches the floors and beats the champion serves at once
+    MANUAL = "manual"  # it waits as PENDING_APPROVAL until a person approves it (or rejects it, or time runs out)
+
+
 class Governance(BaseModel):
     """Who may trust the model and how it is judged beyond its holdout metric.
 
     `sensitive_features` names category features whose groups the evaluation step compares (demographic parity and
     equalized-odds differences, shown on the model card). `min_metrics` are floors every candidate's holdout metrics
     must reach before it may serve, the first model included (for an error metric, rmse or mae, the value is a
-    ceiling).
+    ceiling). With `approval: manual` a candidate that would serve waits for a person's decision (`loopml models
+    approve` / `reject`) for `approval_timeout_hours` (a week by default); undecided by then, it is rejected.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     sensitive_features: tuple[str, ...] = ()
     min_metrics: dict[PerformanceMetric, float] = Field(default_factory=dict)
+    approval: Approval = Approval.AUTO
+    # Step Functions waits for a task token at most a year.
+    approval_timeout_hours: Annotated[float, Field(gt=0, le=8760)] = 168.0
 
 
 class DatasetContract(BaseModel):

@@ -175,6 +175,30 @@ class Champion(BaseModel):
     since: str
 
 
+class ApprovalRequest(BaseModel):
+    """A version waiting for a person's decision: the task token its pipeline run waits on, and until when."""
+
+    model_config = ConfigDict(defer_build=True)  # built at first use (see the note above ObjectRef)
+
+    model: str
+    version: int
+    execution: str
+    token: str
+    requested_at: str
+    deadline: str
+
+
+class ApprovalDecision(BaseModel):
+    """What an approval or a rejection did: the version's new status, whether it became champion, and why not."""
+
+    model_config = ConfigDict(defer_build=True)  # built at first use (see the note above ObjectRef)
+
+    version: ModelVersion
+    champion: bool
+    note: str
+    request: ApprovalRequest | None  # the pipeline run to resume, if one waits
+
+
 class ModelAlias(BaseModel):
     """A user-defined alias (`staging`, `candidate`...) naming one READY version of a model."""
 

@@ -32,6 +32,8 @@ from loopml_core.models import (
     CHALLENGER,
     CHAMPION,
     Alert,
+    ApprovalDecision,
+    ApprovalRequest,
     AuditRecord,
     Champion,
     Dataset,
@@ -141,6 +143,21 @@ def _check_alias(alias: str) -> None:
         )
     if not ALIAS_NAME.fullmatch(alias):
         raise ValueError(f"alias {alias!r}: a lower-case letter, then up to 62 lower-case letters, digits, _ or -")
+
+
+def _approval_sk(version: int) -> str:
+    return f"APPROVAL#{version:08d}"
+
+
+def _version_name(version: int | None) -> str:
+    return "no champion" if version is None else f"v{version}"
+
+
+def _must_wait(record: ModelVersion) -> None:
+    if record.status is not VersionStatus.PENDING_APPROVAL:
+        raise ValueError(
+            f"v{record.version} of '{record.model}' is {record.status}: only a PENDING_APPROVAL version is decided on"
+        )
 
 
 def _must_serve(record: ModelVersion) -> None:
@@ -844,6 +861,107 @@ class Registry:
         event = Event("model.alias.deleted", _alias_subject(name, alias), {"from": version, "reason": reason})
         self._commit([Delete(_model_pk(name), _alias_sk(alias), {"version": version})], [event])
         return version
+
+    # -- approval before production ---------------------------------------------------------------------------------
+
+    def request_approval(
+        self, name: str, version: int, *, token: str, execution: str, deadline: str
+    ) -> tuple[ApprovalRequest, bool]:
+        """Record the task token a PENDING_APPROVAL version's pipeline run waits on. Returns (request, first): the
+        first request is audited; a retried step brings a new token, which replaces the old one unaudited."""
+        record = self.model_version(name, version)
+        if record.status is not VersionStatus.PENDING_APPROVAL:
+            raise ValueError(f"v{version} of '{name}' is {record.status}: only a PENDING_APPROVAL version waits")
+        previous = self.approval_request(name, version)
+        request = ApprovalRequest(
+            model=name, version=version, execution=execution, token=token, requested_at=iso(), deadline=deadline
+        )
+        item = _doc_item(_model_pk(name), _approval_sk(version), request.model_dump())
+        if previous is not None:
+            if previous.token != token:
+                self.table.transact([Put(item)])
+            return (request if previous.token != token else previous), False
+        details = {"execution": execution, "deadline": deadline}
+        self._commit(
+            [Put(item, if_absent=True)],
+            [Event("model.version.approval.requested", f"model/{name}/v{version}", details)],
+        )
+        return request, True
+
+    def approval_request(self, name: str, version: int) -> ApprovalRequest | None:
+        item = self.table.get(_model_pk(name), _approval_sk(version))
+        return ApprovalRequest(**_doc(item)) if item is not None else None
+
+    def approve(self, name: str, version: int, reason: str) -> ApprovalDecision:
+        """PENDING_APPROVAL -> READY, with the approver (this registry's actor) and reason in the audit record. When
+        the version's evaluation promoted it and the champion is still the one it was judged against, it becomes
+        champion in the same transaction (ending any deployment in progress); otherwise it stays beside it, READY."""
+        for _ in range(COMMIT_ATTEMPTS):
+            item = self._version_item(name, version)
+            record = ModelVersion(**_doc(item))
+            _must_wait(record)
+            approved = record.model_copy(update={"status": VersionStatus.READY})
+            puts: list[Write] = [
+                _replacing(item, _doc_item(_model_pk(name), _version_sk(version), approved.model_dump()))
+            ]
+            request = self.approval_request(name, version)
+            if request is not None:
+                puts.append(Delete(_model_pk(name), _approval_sk(version)))
+            details = {"from": str(record.status), "to": "READY", "reason": reason}
+            events = [Event("model.version.approved", f"model/{name}/v{version}", details)]
+            champion_item, challenger_item = self._alias_items(name)
+            current = int(champion_item["version"]) if champion_item else None
+            champion = record.promoted and current == record.champion_version
+            if not record.promoted:
+                note = f"v{version} is READY; its evaluation did not promote it, so the champion is unchanged"
+            elif not champion:
+                note = (
+                    f"v{version} is READY but not champion: it was judged against "
+                    f"{_version_name(record.champion_version)} and the champion is {_version_name(current)} now; "
+                    f"deploy it beside the champion to compare (`loopml models deploy {name} --version {version}`)"
+                )
+            else:
+                note = f"v{version} is READY and champion"
+                alias = _doc_item(
+                    _model_pk(name),
+                    _alias_sk(CHAMPION),
+                    Champion(model=name, version=version, since=iso()).model_dump(),
+                    version=version,
+                )
+                puts.append(
+                    Put(alias, if_absent=True) if current is None else Put(alias, if_equals={"version": current})
+                )
+                events.append(
+                    Event(
+                        "model.alias.moved",
+                        _alias_subject(name, CHAMPION),
+                        {"from": current, "to": version, "reason": f"approved: {reason}"},
+                    )
+                )
+                if challenger_item is not None:
+                    ended = Deployment(**_doc(challenger_item))
+                    puts.append(self._end(challenger_item))
+                    events.append(self._ended_event(ended, current, f"v{version} approved as champion"))
+            try:
+                self._commit(puts, events)
+            except ConflictError:
+                continue
+            return ApprovalDecision(version=approved, champion=champion, note=note, request=request)
+        raise ConflictError(f"v{version} of '{name}' kept changing under this approval: try again")
+
+    def reject(self, name: str, version: int, reason: str) -> ApprovalDecision:
+        """PENDING_APPROVAL -> REJECTED (final), with who and why in the audit record."""
+        item = self._version_item(name, version)
+        record = ModelVersion(**_doc(item))
+        _must_wait(record)
+        rejected = record.model_copy(update={"status": VersionStatus.REJECTED})
+        puts: list[Write] = [_replacing(item, _doc_item(_model_pk(name), _version_sk(version), rejected.model_dump()))]
+        request = self.approval_request(name, version)
+        if request is not None:
+            puts.append(Delete(_model_pk(name), _approval_sk(version)))
+        details = {"from": str(record.status), "to": "REJECTED", "reason": reason}
+        self._commit(puts, [Event("model.version.rejected", f"model/{name}/v{version}", details)])
+        return ApprovalDecision(version=rejected, champion=False, note=f"v{version} is REJECTED", request=request)
 
     def _version_item(self, name: str, version: int) -> Item:
         item = self.table.get(_model_pk(name), _version_sk(version))

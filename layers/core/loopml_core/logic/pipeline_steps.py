@@ -14,8 +14,9 @@ from pydantic import BaseModel
 
 from loopml_core.adapters.object_store import ObjectStore
 from loopml_core.clock import iso
+from loopml_core.contract import Approval
 from loopml_core.errors import NotFoundError
-from loopml_core.models import ModelVersion, ObjectRef
+from loopml_core.models import ModelVersion, ObjectRef, VersionStatus
 from loopml_core.registry import Registry
 
 _log = logging.getLogger(__name__)
@@ -134,11 +135,16 @@ class PipelineSteps:
     def register(self, run: RunRequest, candidate: Candidate, evaluation: dict[str, Any]) -> dict[str, Any]:
         promote = bool(evaluation["promote"])
         dataset = self.registry.dataset(candidate.model)
+        governance = self.registry.contract(candidate.model).governance
+        # A winner the contract wants a person to approve is registered waiting; it serves once approved.
+        waits = promote and governance.approval is Approval.MANUAL
+        decision = str(evaluation["reason"]) + (" — waits for approval (governance.approval: manual)" if waits else "")
 
         def build(number: int) -> ModelVersion:
             return ModelVersion(
                 model=candidate.model,
                 version=number,
+                status=VersionStatus.PENDING_APPROVAL if waits else VersionStatus.READY,
                 task=candidate.task,
                 dataset_version=candidate.dataset_version,
                 execution=candidate.execution,
@@ -150,7 +156,7 @@ class PipelineSteps:
                 parity=evaluation.get("parity", {}),
                 code_version=self.code_version,
                 promoted=promote,
-                decision=str(evaluation["reason"]),
+                decision=decision,
                 created_at=iso(),
                 champion_version=evaluation.get("champion_version"),
                 metric_intervals=evaluation.get("metric_intervals") or {},
@@ -164,15 +170,19 @@ class PipelineSteps:
             )
 
         version, _ = self.registry.register_model_version(
-            candidate.model, candidate.execution, build, promote=promote, trigger=run.trigger
+            candidate.model, candidate.execution, build, promote=promote and not waits, trigger=run.trigger
         )
         registered: dict[str, Any] = {
             "model": version.model,
             "version": version.version,
+            "status": str(version.status),
             "promoted": version.promoted,
             "decision": version.decision,
             "metrics": version.metrics,
         }
+        if version.status is VersionStatus.PENDING_APPROVAL:
+            # What the pipeline's approval step waits at most (its TimeoutSecondsPath), in whole seconds.
+            registered["approval_timeout_s"] = max(1, round(governance.approval_timeout_hours * 3600))
         try:
             card = self.store_card(version)
         except Exception as error:  # the version is registered (and audited) already: a card must not fail the run
