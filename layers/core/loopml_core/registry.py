@@ -20,9 +20,10 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from loopml_core.adapters.events import ALIAS_CHANGE, VERSION_STATE_CHANGE, EventPublisher, RegistryEvent
 from loopml_core.adapters.table import MAX_TRANSACTION_ITEMS, Check, Delete, Item, Put, Table, Write
 from loopml_core.clock import iso
 from loopml_core.contract import DatasetContract
@@ -143,6 +144,31 @@ def _check_alias(alias: str) -> None:
         )
     if not ALIAS_NAME.fullmatch(alias):
         raise ValueError(f"alias {alias!r}: a lower-case letter, then up to 62 lower-case letters, digits, _ or -")
+
+
+EVENT_PREFIX = "EVENT#"
+
+
+def _event_sk(seq: int) -> str:
+    return f"{EVENT_PREFIX}{seq:012d}"
+
+
+def _bus_event(record: AuditRecord) -> RegistryEvent | None:
+    """The EventBridge event of an audit record about a model version or an alias, or None for other changes."""
+    parts = record.subject.split("/")
+    common = {
+        "action": record.action,
+        "actor": record.actor,
+        "at": record.at,
+        "audit_seq": record.seq,
+        "details": record.details,
+    }
+    if record.action.startswith("model.version.") and len(parts) == 3 and parts[2].startswith("v"):
+        detail = {"model": parts[1], "version": int(parts[2][1:]), **common}
+        return RegistryEvent(VERSION_STATE_CHANGE, detail)
+    if record.action.startswith(("model.alias.", "model.deployment.")) and len(parts) == 4 and parts[2] == "alias":
+        return RegistryEvent(ALIAS_CHANGE, {"model": parts[1], "alias": parts[3], **common})
+    return None
 
 
 def _approval_sk(version: int) -> str:
@@ -301,12 +327,21 @@ def _delivery_mode(mode: DeliveryMode | str) -> DeliveryMode:
 
 
 class Registry:
-    def __init__(self, table: Table, actor: str = "loopml", anchor: AuditAnchor | None = None) -> None:
+    def __init__(
+        self,
+        table: Table,
+        actor: str = "loopml",
+        anchor: AuditAnchor | None = None,
+        events: EventPublisher | None = None,
+    ) -> None:
         """`anchor`, when given, receives the audit chain's head after every commit (see `audit_anchor`): every
-        registry that writes should have one, else a truncated chain with a rewritten head goes unnoticed."""
+        registry that writes should have one, else a truncated chain with a rewritten head goes unnoticed. `events`,
+        when given, gets each model version and alias change as an EventBridge event (`adapters.events`): written to
+        the outbox in the change's own transaction, published after it, and delivered later if that fails."""
         self.table = table
         self.actor = actor
         self.anchor = anchor
+        self.events = events
 
     # -- the one write path -------------------------------------------------------------------------------------
 
@@ -333,15 +368,18 @@ class Registry:
                 records.append(record)
                 audit_puts.append(Put(_doc_item(AUDIT_PK, _audit_sk(seq), record.model_dump()), if_absent=True))
                 prev_hash = record.hash
+            outgoing = [e for e in map(_bus_event, records) if e is not None] if self.events is not None else []
+            outbox = [Put(_doc_item(OUTBOX_PK, _event_sk(e.seq), asdict(e)), if_absent=True) for e in outgoing]
             head_item: Item = {"pk": AUDIT_PK, "sk": AUDIT_HEAD_SK, "seq": seq, "hash": prev_hash}
             head_put = Put(head_item, if_equals={"seq": int(head["seq"])}) if head else Put(head_item, if_absent=True)
             try:
-                self.table.transact([*puts, *audit_puts, head_put])
+                self.table.transact([*puts, *audit_puts, *outbox, head_put])
             except ConflictError:
                 if self._domain_conflict(puts):
                     raise
                 continue
             self._checkpoint(records[-1])
+            self._publish(outgoing)
             return records
         raise ConflictError("the audit trail is busy; try again")
 
@@ -355,6 +393,32 @@ class Registry:
             self.anchor.checkpoint(head.seq, head.hash, head.at)
         except Exception:
             _log.exception("audit checkpoint of record %d failed; the change itself is committed", head.seq)
+
+    def _publish(self, outgoing: list[RegistryEvent]) -> None:
+        """Put the committed change's events on the bus and take them out of the outbox. A failure is logged: the
+        change stands, and `deliver_events` (the hourly check calls it) publishes what the outbox still holds."""
+        if not outgoing or self.events is None:
+            return
+        try:
+            self.events.publish(outgoing)
+        except Exception:
+            _log.exception("registry events %s not published yet; they wait in the outbox", [e.seq for e in outgoing])
+            return
+        for event in outgoing:
+            self.table.delete(OUTBOX_PK, _event_sk(event.seq))
+
+    def pending_events(self) -> list[RegistryEvent]:
+        """Events of committed changes not published yet, oldest first."""
+        return [RegistryEvent(**_doc(item)) for item in self.table.query(OUTBOX_PK, EVENT_PREFIX)]
+
+    def deliver_events(self) -> int:
+        """Publish what the outbox holds (at least once: a consumer drops a repeated `audit_seq`); returns how many."""
+        pending = self.pending_events()
+        if pending and self.events is not None:
+            self.events.publish(pending)
+            for event in pending:
+                self.table.delete(OUTBOX_PK, _event_sk(event.seq))
+        return len(pending)
 
     def _domain_conflict(self, puts: Sequence[Write]) -> bool:
         """True when the conflict is in the change itself (not just a race on the audit head)."""
@@ -1274,7 +1338,7 @@ class Registry:
         return self._commit(puts, [event])[0]
 
     def pending_alerts(self) -> list[Alert]:
-        """Alerts recorded by a check and not published yet: the outbox holds nothing else."""
+        """Alerts recorded by a check and not published yet (the outbox's `ALERT#` items)."""
         return [Alert(**_doc(item)) for item in self.table.query(OUTBOX_PK, "ALERT#")]
 
     def alert_sent(self, alert: Alert) -> None:

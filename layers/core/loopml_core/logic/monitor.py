@@ -210,6 +210,10 @@ class DriftMonitor:
             self.deliver_alerts()
         except Exception as error:
             failures.append(("(alerts outbox)", error))
+        try:
+            self.registry.deliver_events()  # registry events whose publishing failed when their change committed
+        except Exception as error:
+            failures.append(("(events outbox)", error))
         results = []
         for name in self.registry.models():
             try:
