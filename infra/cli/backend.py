@@ -18,6 +18,7 @@ from typing import Any
 from infra import declaration as decl
 from infra.cli.errors import BackendError
 from infra.keys import LOCAL_KEY_NAME, USAGE_FILE, ApiGatewayKeys, ApiKey, Usage, usage_from_record
+from loopml_core.adapters.events import EventBridgePublisher
 from loopml_core.adapters.object_store import S3ObjectStore, StoredObject
 from loopml_core.adapters.pipeline import StepFunctionsRunner
 from loopml_core.adapters.table import DynamoTable
@@ -112,7 +113,9 @@ class Backend:
     def registry(self) -> Registry:
         anchor = S3AuditAnchor(self.names.audit_bucket, lambda: self.store)
         actor = _actor(self.principal)
-        return Registry(DynamoTable(self.names.registry_table, self.client("dynamodb")), actor=actor, anchor=anchor)
+        events = EventBridgePublisher(make_client=lambda: self.client("events"))
+        table = DynamoTable(self.names.registry_table, self.client("dynamodb"))
+        return Registry(table, actor=actor, anchor=anchor, events=events)
 
     @cached_property
     def store(self) -> S3ObjectStore:

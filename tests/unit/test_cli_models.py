@@ -297,3 +297,18 @@ def test_on_aws_the_audit_names_the_callers_iam_principal(monkeypatch, tmp_path)
     monkeypatch.setenv("USER", "ana")
     monkeypatch.setenv("LOGNAME", "ana")
     assert local.registry.actor == "cli:ana"  # the operating-system user on a local cloud
+
+
+def test_a_change_made_from_the_cli_reaches_an_eventbridge_rule(registry):
+    events, sqs = boto3.client("events", region_name="us-east-1"), boto3.client("sqs", region_name="us-east-1")
+    queue = sqs.create_queue(QueueName="ci")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = {"source": ["loopml"], "detail-type": ["LoopML Alias Change"]}
+    events.put_rule(Name="aliases", EventPattern=json.dumps(pattern))
+    events.put_targets(Rule="aliases", Targets=[{"Id": "q", "Arn": arn}])
+    assert run("models", "alias", "set", "churn", "staging", "2", "--reason", "QA").exit_code == 0
+    [message] = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    detail = json.loads(message["Body"])["detail"]
+    assert (detail["model"], detail["alias"], detail["action"]) == ("churn", "staging", "model.alias.set")
+    assert detail["details"] == {"from": None, "to": 2, "reason": "QA"}
+    assert registry.pending_events() == []

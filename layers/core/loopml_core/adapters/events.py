@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,16 +38,25 @@ class EventPublisher(ABC):
 
 
 class EventBridgePublisher(EventPublisher):
-    def __init__(self, bus: str = DEFAULT_BUS, client: Any | None = None) -> None:
+    """`client`, or `make_client` called at the first publish (no AWS client is made for a change that sends no
+    event), or boto3's default client."""
+
+    def __init__(
+        self, bus: str = DEFAULT_BUS, client: Any | None = None, make_client: Callable[[], Any] | None = None
+    ) -> None:
         self.bus = bus
         self._client = client
+        self._make_client = make_client
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
+            if self._make_client is not None:
+                self._client = self._make_client()
+            else:
+                import boto3
 
-            self._client = boto3.client("events")
+                self._client = boto3.client("events")
         return self._client
 
     def publish(self, events: Sequence[RegistryEvent]) -> None:
