@@ -19,6 +19,8 @@ from infra.cli.batch import batch as batch_command
 from infra.cli.cards import card as models_card
 from infra.cli.errors import BackendError
 from infra.cli.keys import keys as keys_group
+from infra.cli.lineage import COMMANDS as LINEAGE_COMMANDS
+from infra.cli.lineage import MODELS_COMMANDS as LINEAGE_MODELS_COMMANDS
 from infra.cli.models_registry import COMMANDS as MODELS_REGISTRY_COMMANDS
 from loopml_core.contract import load_contract
 
@@ -1107,8 +1109,10 @@ def audit_verify(ctx: Context, as_json: bool) -> None:
 cli.add_command(keys_group)
 cli.add_command(batch_command)
 models.add_command(models_card)
-for _command in MODELS_REGISTRY_COMMANDS:
+for _command in (*MODELS_REGISTRY_COMMANDS, *LINEAGE_MODELS_COMMANDS):
     models.add_command(_command)
+for _command in LINEAGE_COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:
