@@ -18,10 +18,13 @@ from typing import Any
 from loopml_core.audit_anchor import AUDIT_BUCKET_ENV
 from loopml_core.audit_anchor import CHECKPOINT_PREFIX as AUDIT_CHECKPOINT_PREFIX
 from loopml_core.batch.layout import BATCH as BATCH_PREFIX
+from loopml_core.batch.layout import INPUT as BATCH_INPUT
+from loopml_core.batch.layout import OUTPUT as BATCH_OUTPUT
 from loopml_core.batch.layout import WORK as BATCH_WORK_PREFIX
 from loopml_core.capture import CAPTURE_MARKER, CAPTURE_PREFIX
 from loopml_core.contract import RETENTION_DAYS
 from loopml_core.models import UploadStatus
+from loopml_core.registry import AUDIT_PK, DATASETS_INDEX_PK, MODELS_INDEX_PK, OUTBOX_PK
 from loopml_core.uploads import LABELS as LABELS_PREFIX
 from loopml_core.uploads import PENDING_LABELS
 
@@ -63,19 +66,49 @@ class LayerSpec:
     ships_core_package: bool = False
 
 
+class RegistryItems(StrEnum):
+    """The registry table's partition keys (`pk`, loopml_core.registry), as IAM `StringLike` patterns of the
+    `dynamodb:LeadingKeys` condition key: who may write under which partition."""
+
+    AUDIT = AUDIT_PK  # the hash-chained audit records and their HEAD: every commit writes here
+    DATASETS_INDEX = DATASETS_INDEX_PK  # one item per declared dataset (declare_dataset, the CLI's)
+    DATASET = "DATASET#*"  # a dataset: meta, contract versions, versions, content hashes, every upload's outcome
+    MODELS_INDEX = MODELS_INDEX_PK  # one item per registered model: description and tags
+    MODEL = "MODEL#*"  # a model: meta, versions, pipeline runs, aliases (champion, challenger...), monitoring state
+    PERFORMANCE = "PERF#*"  # live performance counts per model version and day, from label files
+    OUTBOX = OUTBOX_PK  # alerts a monitoring check recorded and has not published yet
+
+
 @dataclass(frozen=True)
 class Grants:
     """What a function may touch; CDK turns this into one least-privilege role per function."""
 
     data_bucket: Access | None = None
     artifact_bucket: Access | None = None
+    # Reads are table-wide; writes (READ_WRITE) only under the partitions in registry_writes and registry_deletes.
     registry_table: Access | None = None
+    # The partitions this function puts items under (dynamodb:PutItem, also as a TransactWriteItems Put) and deletes
+    # items from (dynamodb:DeleteItem): IAM refuses any other partition key (dynamodb:LeadingKeys). Every registry
+    # commit writes its audit records and the chain's HEAD in the same transaction, so every writer has AUDIT.
+    registry_writes: tuple[RegistryItems, ...] = ()
+    registry_deletes: tuple[RegistryItems, ...] = ()
     start_pipeline: bool = False
     start_batch: bool = False  # start (and describe) executions of the batch scoring state machine
     publish_alerts: bool = False
     # Put (never delete, never read) audit checkpoints under AUDIT_CHECKPOINT_PREFIX of the audit bucket: given to
     # exactly the functions that write the registry, whose every commit checkpoints the audit chain's head.
     audit_checkpoints: bool = False
+
+    def __post_init__(self) -> None:
+        writes = self.registry_table in (Access.WRITE, Access.READ_WRITE)
+        if writes != bool(self.registry_writes):
+            raise ValueError("a function that writes the registry names the partitions it writes, and only it does")
+        if self.registry_writes and RegistryItems.AUDIT not in self.registry_writes:
+            raise ValueError("every registry commit appends to the audit chain: a writer must be granted AUDIT")
+        if self.registry_deletes and not writes:
+            raise ValueError("only a registry writer deletes registry items")
+        if self.audit_checkpoints != writes:
+            raise ValueError("exactly the registry writers checkpoint the audit chain after their commits")
 
 
 @dataclass(frozen=True)
@@ -657,6 +690,9 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             Grants(
                 data_bucket=Access.READ_WRITE,
                 registry_table=Access.READ_WRITE,
+                # register_dataset_version and record_upload (quarantined, duplicate; `_undeclared` too): the
+                # dataset's items and the audit chain. Never a model, never the champion.
+                registry_writes=(RegistryItems.DATASET, RegistryItems.AUDIT),
                 start_pipeline=True,
                 audit_checkpoints=True,
             ),
@@ -687,21 +723,38 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             "Registers the model version and moves the champion alias when the candidate wins",
             (Layer.CORE,),
             # Writes the version's model card (Markdown and HTML) beside its artefact.
-            Grants(registry_table=Access.READ_WRITE, artifact_bucket=Access.WRITE, audit_checkpoints=True),
+            Grants(
+                registry_table=Access.READ_WRITE,
+                # register_model_version: the model's meta, version, run and champion alias; the models index
+                # the first version adds the model to; the audit chain.
+                registry_writes=(RegistryItems.MODEL, RegistryItems.MODELS_INDEX, RegistryItems.AUDIT),
+                artifact_bucket=Access.WRITE,
+                audit_checkpoints=True,
+            ),
         ),
         FunctionSpec(
             "record_failure",
             "Records a failed pipeline run in the registry and the audit trail; the champion is untouched",
             (Layer.CORE,),
-            Grants(registry_table=Access.READ_WRITE, audit_checkpoints=True),
+            # record_run_failure: the run's item under its model, and the audit chain.
+            Grants(
+                registry_table=Access.READ_WRITE,
+                registry_writes=(RegistryItems.MODEL, RegistryItems.AUDIT),
+                audit_checkpoints=True,
+            ),
         ),
         FunctionSpec(
             "upload_failed",
             "Gives an upload whose validation, label join or batch start failed after its retries the error outcome",
             (Layer.CORE,),
             # Tagging reads the object's current tags first (a tag write replaces them all); nothing else of the data.
+            # record_upload (the error outcome): the dataset's upload item, and the audit chain.
             Grants(
-                data_bucket=Access.TAG, registry_table=Access.READ_WRITE, publish_alerts=True, audit_checkpoints=True
+                data_bucket=Access.TAG,
+                registry_table=Access.READ_WRITE,
+                registry_writes=(RegistryItems.DATASET, RegistryItems.AUDIT),
+                publish_alerts=True,
+                audit_checkpoints=True,
             ),
         ),
         FunctionSpec(
@@ -714,6 +767,9 @@ FUNCTIONS: dict[str, FunctionSpec] = {
                 data_bucket=Access.READ_WRITE,
                 artifact_bucket=Access.READ_WRITE,
                 registry_table=Access.READ_WRITE,
+                # record_labels (the file's outcome under its model's dataset, the counts per version and day) and
+                # record_upload (a quarantined file), with the audit chain.
+                registry_writes=(RegistryItems.DATASET, RegistryItems.PERFORMANCE, RegistryItems.AUDIT),
                 audit_checkpoints=True,
             ),
             memory_mb=1024,
@@ -740,6 +796,15 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             Grants(
                 artifact_bucket=Access.READ_WRITE,
                 registry_table=Access.READ_WRITE,
+                # record_check: the model's monitoring state, counts of labels matched late, the alert's outbox
+                # item, the audit chain; alert_sent deletes a published alert from the outbox, nothing else.
+                registry_writes=(
+                    RegistryItems.MODEL,
+                    RegistryItems.PERFORMANCE,
+                    RegistryItems.OUTBOX,
+                    RegistryItems.AUDIT,
+                ),
+                registry_deletes=(RegistryItems.OUTBOX,),
                 start_pipeline=True,
                 publish_alerts=True,
                 audit_checkpoints=True,
@@ -833,6 +898,86 @@ API = ApiSpec(
         Route("ANY", "/v1/models/{name}/predict"),
     ),
 )
+
+
+class Duty(StrEnum):
+    """What people (or their CI jobs) do with a deployed LoopML, each emitted as one managed policy."""
+
+    DATA_PRODUCER = "data-producer"
+    APPROVER = "approver"
+    OPERATOR = "operator"
+    CONSUMER = "consumer"
+
+
+@dataclass(frozen=True)
+class DutySpec:
+    """A duty as one customer-managed IAM policy that an account's administrator attaches to users, groups, roles or
+    IAM Identity Center permission sets. The stack emits the policy, never a principal: who holds a duty is the
+    account's business. Key patterns are IAM `StringLike` patterns relative to the bucket."""
+
+    key: Duty
+    description: str
+    output: str  # the stack output holding the policy's ARN
+    uploads: tuple[str, ...] = ()  # data-bucket keys it may put (with tags, in parts) and read the outcome tag of
+    data_reads: tuple[str, ...] = ()  # data-bucket keys it may read
+    artifact_reads: tuple[str, ...] = ()  # artifact-bucket keys it may read
+    read_everything: bool = False  # every object of the data, artifact and audit buckets, and the pipeline's runs
+    registry_read: bool = False  # GetItem and Query, table-wide
+    # Put, delete and condition-check items under these partitions (what alias, approval, deployment and rollback
+    # commands do in one transaction with their audit records); with an audit checkpoint after each commit.
+    registry_writes: tuple[RegistryItems, ...] = ()
+    start_pipeline: bool = False
+    answer_approvals: bool = False  # SendTaskSuccess / SendTaskFailure on the training pipeline's waiting task
+    invoke_api: bool = False  # execute-api:Invoke on every route of the inference API's stage
+
+    def __post_init__(self) -> None:
+        if self.registry_writes and (RegistryItems.AUDIT not in self.registry_writes or not self.registry_read):
+            raise ValueError(f"{self.key}: a registry commit reads the audit head and appends to the chain")
+
+    def policy_name(self) -> str:
+        return f"{PREFIX}-{self.key}"
+
+
+DUTIES: dict[Duty, DutySpec] = {
+    spec.key: spec
+    for spec in (
+        DutySpec(
+            Duty.DATA_PRODUCER,
+            "LoopML data producer: uploads datasets, labels and batch files and reads their outcomes; nothing else",
+            output="DataProducerPolicyArn",
+            uploads=(f"{INCOMING_PREFIX}*", f"{LABELS_PREFIX}*", f"{BATCH_PREFIX}*/{BATCH_INPUT}*"),
+            # Quarantined uploads and label files with their reports; batch outputs with theirs.
+            data_reads=(f"{QUARANTINE_PREFIX}*", f"{BATCH_PREFIX}*/{BATCH_OUTPUT}*"),
+        ),
+        DutySpec(
+            Duty.APPROVER,
+            "LoopML approver: approves or rejects model versions and sets aliases; reads the registry and model cards",
+            output="ApproverPolicyArn",
+            artifact_reads=(f"{MODELS_PREFIX}*",),  # model cards live beside their artefacts
+            registry_read=True,
+            registry_writes=(RegistryItems.MODEL, RegistryItems.AUDIT),
+            # For the pipeline's manual approval step (issue 8, part 2): `loopml models approve|reject` resumes the
+            # execution waiting on its task token.
+            answer_approvals=True,
+        ),
+        DutySpec(
+            Duty.OPERATOR,
+            "LoopML operator: deploys (canary, shadow, A/B), promotes and rolls back; starts runs; reads everything",
+            output="OperatorPolicyArn",
+            read_everything=True,
+            registry_read=True,
+            registry_writes=(RegistryItems.MODEL, RegistryItems.AUDIT),
+            start_pipeline=True,
+        ),
+        DutySpec(
+            Duty.CONSUMER,
+            "LoopML consumer: calls the inference API (with an API key); nothing else",
+            output="ConsumerPolicyArn",
+            invoke_api=True,
+        ),
+    )
+}
+
 
 CAPTURE_DELIVERY = CaptureDeliverySpec(
     key="captures",

@@ -10,6 +10,7 @@ from constructs import Construct
 from infra.cdk.arns import Arns
 from infra.cdk.constructs.api import InferenceApi
 from infra.cdk.constructs.capture import CaptureDelivery
+from infra.cdk.constructs.duties import Duties
 from infra.cdk.constructs.functions import Functions
 from infra.cdk.constructs.layers import Layers
 from infra.cdk.constructs.monitoring import Monitoring
@@ -17,7 +18,7 @@ from infra.cdk.constructs.pipeline import BatchScoring, Pipeline
 from infra.cdk.constructs.storage import Storage
 from infra.cdk.layer_bundling import LayerBuilder
 from infra.cdk.settings import DeploymentSettings
-from infra.declaration import API, CAPTURE_DELIVERY, Names
+from infra.declaration import API, CAPTURE_DELIVERY, DUTIES, Names
 
 
 class LoopMLStack(Stack):
@@ -72,6 +73,7 @@ class LoopMLStack(Stack):
             data_bucket=self.storage.data_bucket,
             alert_email=settings.alert_email,
         )
+        self.duties = Duties(self, "Duties", names=names, arns=arns, rest_api=self.api.rest_api)
         self._build_outputs()
 
     def _build_outputs(self) -> None:
@@ -84,6 +86,8 @@ class LoopMLStack(Stack):
             "StateMachineArn": self.pipeline.state_machine.state_machine_arn,
             "BatchStateMachineArn": self.batch.state_machine.state_machine_arn,
             "AlertTopicArn": self.monitoring.alert_topic.topic_arn,
+            # What an administrator attaches to people: `aws iam attach-user-policy --policy-arn <ApproverPolicyArn>`.
+            **{spec.output: self.duties.policies[key].managed_policy_arn for key, spec in DUTIES.items()},
         }
         for output_id, value in outputs.items():
             CfnOutput(self, output_id, value=value)

@@ -25,6 +25,7 @@ from infra.declaration import (
     DASHBOARD,
     DRIFT_ALARM,
     DRIFT_SCHEDULE,
+    DUTIES,
     FUNCTIONS,
     LABEL_FAILURES,
     LABELS_TRIGGER,
@@ -106,13 +107,26 @@ def statements_of_role(template: Template, role_logical_id: str) -> Iterator[dic
             yield from policy["Properties"]["PolicyDocument"]["Statement"]
 
 
+def under_condition(resource: str, condition: dict[str, Any] | None) -> str:
+    """A resource as a permission names it: with the statement's condition, if it has one."""
+    return resource if condition is None else f"{resource} when {json.dumps(condition, sort_keys=True)}"
+
+
+def under_partitions(partitions: tuple[str, ...]) -> str:
+    """The registry table, limited to items whose partition key matches one of `partitions`."""
+    return under_condition(TABLE_ARN, {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": sorted(partitions)}})
+
+
 def permissions_of_role(template: Template, role_logical_id: str) -> set[Permission]:
     permissions: set[Permission] = set()
     for statement in statements_of_role(template, role_logical_id):
-        assert statement["Effect"] == "Allow" and "Condition" not in statement, statement
+        assert statement["Effect"] == "Allow", statement
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-        permissions |= {(action, flatten(resource)) for action in actions for resource in resources}
+        condition = statement.get("Condition")
+        permissions |= {
+            (action, under_condition(flatten(resource), condition)) for action in actions for resource in resources
+        }
     return permissions
 
 
@@ -131,8 +145,10 @@ def expected_permissions(template: Template, spec: FunctionSpec) -> set[Permissi
             expected |= {(action, f"{bucket_arn(name)}/*") for action in OBJECT_TAGS}
     if grants.registry_table in (Access.READ, Access.READ_WRITE):
         expected |= {("dynamodb:GetItem", TABLE_ARN), ("dynamodb:Query", TABLE_ARN)}
-    if grants.registry_table in (Access.WRITE, Access.READ_WRITE):
-        expected.add(("dynamodb:PutItem", TABLE_ARN))
+    if grants.registry_writes:  # only under the declared partitions: never table-wide
+        expected.add(("dynamodb:PutItem", under_partitions(grants.registry_writes)))
+    if grants.registry_deletes:
+        expected.add(("dynamodb:DeleteItem", under_partitions(grants.registry_deletes)))
     if grants.start_pipeline:
         expected |= {
             ("states:StartExecution", STATE_MACHINE_ARN),
@@ -250,7 +266,12 @@ def test_one_role_per_function_and_none_shared(template: Template) -> None:
     policies = template.of_type("AWS::IAM::Policy").values()
     for policy in policies:
         assert len(policy["Properties"]["Roles"]) == 1  # no policy is shared between roles either
-    assert not template.of_type("AWS::IAM::ManagedPolicy")
+    # The only managed policies are the declared duties, for people: no function role is given one.
+    duties = template.of_type("AWS::IAM::ManagedPolicy").values()
+    assert sorted(p["Properties"]["ManagedPolicyName"] for p in duties) == sorted(
+        d.policy_name() for d in DUTIES.values()
+    )
+    assert not [p for p in duties if {"Roles", "Users", "Groups"} & set(p["Properties"])]
 
 
 @pytest.mark.parametrize("spec", FUNCTIONS.values(), ids=FUNCTIONS.keys())
@@ -360,7 +381,7 @@ def test_upload_failed_role_is_least_privilege(template: Template) -> None:
         *((action, objects) for action in OBJECT_TAGS),  # tags only: no upload's content, no new object
         ("dynamodb:GetItem", TABLE_ARN),
         ("dynamodb:Query", TABLE_ARN),
-        ("dynamodb:PutItem", TABLE_ARN),
+        ("dynamodb:PutItem", under_partitions(("AUDIT", "DATASET#*"))),  # an upload's outcome, never a model
         ("sns:Publish", TOPIC_ARN),
         ("s3:PutObject", f"{bucket_arn(NAMES.audit_bucket)}/audit/checkpoints/*"),  # its commits' checkpoints
     }

@@ -3,7 +3,7 @@ declared handling of their asynchronous invocations (retries, on-failure destina
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
@@ -34,7 +34,16 @@ OBJECT_WRITE = ("s3:PutObject", "s3:PutObjectTagging", "s3:PutObjectVersionTaggi
 OBJECT_TAGS = ("s3:GetObjectTagging", "s3:GetObjectVersionTagging", "s3:PutObjectTagging", "s3:PutObjectVersionTagging")
 BUCKET_READ = ("s3:ListBucket",)
 TABLE_READ = ("dynamodb:GetItem", "dynamodb:Query")
-TABLE_WRITE = ("dynamodb:PutItem",)  # TransactWriteItems with Put items is authorised as PutItem
+# TransactWriteItems has no IAM action of its own: each of its items is authorized as the single-item call it stands
+# for — a Put as dynamodb:PutItem, an Update as UpdateItem, a Delete as DeleteItem, a ConditionCheck as
+# dynamodb:ConditionCheckItem (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html)
+# — with that item's key as dynamodb:LeadingKeys (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/
+# specifying-conditions.html), so the partition condition binds every item of a transaction. Only single-item writes,
+# which always carry their key, go under the condition: ForAllValues holds vacuously for a request without the key.
+# The functions' commits are Puts (registry_writes); the drift check also deletes the alerts it published.
+TABLE_PUT = ("dynamodb:PutItem",)
+TABLE_DELETE = ("dynamodb:DeleteItem",)
+LEADING_KEYS = "dynamodb:LeadingKeys"
 # Starting a run also describes it, and listing runs lets a caller see whether one is already running.
 PIPELINE_START = ("states:StartExecution", "states:ListExecutions")
 PIPELINE_DESCRIBE = ("states:DescribeExecution",)
@@ -57,6 +66,16 @@ WRITES = (Access.WRITE, Access.READ_WRITE)
 
 def allow(actions: tuple[str, ...], resource: str) -> iam.PolicyStatement:
     return iam.PolicyStatement(actions=list(actions), resources=[resource])
+
+
+def allow_under_partitions(actions: tuple[str, ...], table_arn: str, partitions: Iterable[str]) -> iam.PolicyStatement:
+    """`actions` on the items of `table_arn` whose partition key matches one of `partitions` (IAM StringLike).
+    ForAllValues: every partition key the request touches must match; a single-item write touches exactly one."""
+    return iam.PolicyStatement(
+        actions=list(actions),
+        resources=[table_arn],
+        conditions={"ForAllValues:StringLike": {LEADING_KEYS: sorted(partitions)}},
+    )
 
 
 def pascal_case(key: str) -> str:
@@ -164,8 +183,10 @@ class Functions(Construct):
         ]
         if grants.registry_table in READS:
             statements.append(allow(TABLE_READ, arns.registry_table()))
-        if grants.registry_table in WRITES:
-            statements.append(allow(TABLE_WRITE, arns.registry_table()))
+        if grants.registry_writes:
+            statements.append(allow_under_partitions(TABLE_PUT, arns.registry_table(), grants.registry_writes))
+        if grants.registry_deletes:
+            statements.append(allow_under_partitions(TABLE_DELETE, arns.registry_table(), grants.registry_deletes))
         if grants.start_pipeline:
             statements += [allow(PIPELINE_START, arns.state_machine()), allow(PIPELINE_DESCRIBE, arns.executions())]
         if grants.start_batch:
