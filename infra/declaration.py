@@ -15,6 +15,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from loopml_core.adapters.events import DEFAULT_BUS as EVENT_BUS
+from loopml_core.adapters.events import EVENT_BUS_ENV
 from loopml_core.audit_anchor import AUDIT_BUCKET_ENV
 from loopml_core.audit_anchor import CHECKPOINT_PREFIX as AUDIT_CHECKPOINT_PREFIX
 from loopml_core.batch.layout import BATCH as BATCH_PREFIX
@@ -76,7 +78,7 @@ class RegistryItems(StrEnum):
     MODELS_INDEX = MODELS_INDEX_PK  # one item per registered model: description and tags
     MODEL = "MODEL#*"  # a model: meta, versions, pipeline runs, aliases (champion, challenger...), monitoring state
     PERFORMANCE = "PERF#*"  # live performance counts per model version and day, from label files
-    OUTBOX = OUTBOX_PK  # alerts a monitoring check recorded and has not published yet
+    OUTBOX = OUTBOX_PK  # alerts and registry events recorded with their change and not published yet
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,9 @@ class Grants:
     start_pipeline: bool = False
     start_batch: bool = False  # start (and describe) executions of the batch scoring state machine
     publish_alerts: bool = False
+    # Put registry events (model version and alias changes) on the account's default EventBridge bus; such a
+    # function also writes them to the registry's OUTBOX with the change, and deletes them once published.
+    publish_events: bool = False
     # Put (never delete, never read) audit checkpoints under AUDIT_CHECKPOINT_PREFIX of the audit bucket: given to
     # exactly the functions that write the registry, whose every commit checkpoints the audit chain's head.
     audit_checkpoints: bool = False
@@ -109,6 +114,9 @@ class Grants:
             raise ValueError("only a registry writer deletes registry items")
         if self.audit_checkpoints != writes:
             raise ValueError("exactly the registry writers checkpoint the audit chain after their commits")
+        outbox = RegistryItems.OUTBOX in self.registry_writes and RegistryItems.OUTBOX in self.registry_deletes
+        if self.publish_events and not outbox:
+            raise ValueError("a function that publishes registry events writes them to the outbox and deletes them")
 
 
 @dataclass(frozen=True)
@@ -726,10 +734,17 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             Grants(
                 registry_table=Access.READ_WRITE,
                 # register_model_version: the model's meta, version, run and champion alias; the models index
-                # the first version adds the model to; the audit chain.
-                registry_writes=(RegistryItems.MODEL, RegistryItems.MODELS_INDEX, RegistryItems.AUDIT),
+                # the first version adds the model to; the audit chain; the events of the registration (outbox).
+                registry_writes=(
+                    RegistryItems.MODEL,
+                    RegistryItems.MODELS_INDEX,
+                    RegistryItems.OUTBOX,
+                    RegistryItems.AUDIT,
+                ),
+                registry_deletes=(RegistryItems.OUTBOX,),
                 artifact_bucket=Access.WRITE,
                 audit_checkpoints=True,
+                publish_events=True,
             ),
         ),
         FunctionSpec(
@@ -741,6 +756,22 @@ FUNCTIONS: dict[str, FunctionSpec] = {
                 registry_table=Access.READ_WRITE,
                 registry_writes=(RegistryItems.MODEL, RegistryItems.AUDIT),
                 audit_checkpoints=True,
+            ),
+        ),
+        FunctionSpec(
+            "request_approval",
+            "Holds a winning candidate for a person's approval: records the task token its run waits on and alerts; "
+            "rejects it when nobody decided in time",
+            (Layer.CORE,),
+            # request_approval (the token item), reject on timeout (the version; the token item goes), the events
+            # of both (outbox), the audit chain.
+            Grants(
+                registry_table=Access.READ_WRITE,
+                registry_writes=(RegistryItems.MODEL, RegistryItems.OUTBOX, RegistryItems.AUDIT),
+                registry_deletes=(RegistryItems.MODEL, RegistryItems.OUTBOX),
+                publish_alerts=True,
+                audit_checkpoints=True,
+                publish_events=True,
             ),
         ),
         FunctionSpec(
@@ -808,6 +839,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
                 start_pipeline=True,
                 publish_alerts=True,
                 audit_checkpoints=True,
+                publish_events=True,  # delivers registry events whose publishing failed when their change committed
             ),
             memory_mb=1024,
             timeout_s=300,
@@ -866,6 +898,7 @@ PIPELINE = StateMachineSpec(
         "EvaluateFunctionArn": "evaluate_model",
         "RegisterFunctionArn": "register_model",
         "RecordFailureFunctionArn": "record_failure",
+        "RequestApprovalFunctionArn": "request_approval",
     },
 )
 
@@ -928,6 +961,7 @@ class DutySpec:
     registry_writes: tuple[RegistryItems, ...] = ()
     start_pipeline: bool = False
     answer_approvals: bool = False  # SendTaskSuccess / SendTaskFailure on the training pipeline's waiting task
+    publish_events: bool = False  # put the registry events of its changes on the default EventBridge bus
     invoke_api: bool = False  # execute-api:Invoke on every route of the inference API's stage
 
     def __post_init__(self) -> None:
@@ -937,6 +971,8 @@ class DutySpec:
     def policy_name(self) -> str:
         return f"{PREFIX}-{self.key}"
 
+
+DUTY_REGISTRY_WRITES = (RegistryItems.MODEL, RegistryItems.MODELS_INDEX, RegistryItems.OUTBOX, RegistryItems.AUDIT)
 
 DUTIES: dict[Duty, DutySpec] = {
     spec.key: spec
@@ -955,10 +991,12 @@ DUTIES: dict[Duty, DutySpec] = {
             output="ApproverPolicyArn",
             artifact_reads=(f"{MODELS_PREFIX}*",),  # model cards live beside their artefacts
             registry_read=True,
-            registry_writes=(RegistryItems.MODEL, RegistryItems.AUDIT),
-            # For the pipeline's manual approval step (issue 8, part 2): `loopml models approve|reject` resumes the
-            # execution waiting on its task token.
+            # Versions, aliases and approvals (MODEL#), a model's description and tags (the models index), the
+            # events of those changes (outbox), the audit chain.
+            registry_writes=DUTY_REGISTRY_WRITES,
+            # `loopml models approve|reject` resumes the pipeline execution waiting on the version's task token.
             answer_approvals=True,
+            publish_events=True,
         ),
         DutySpec(
             Duty.OPERATOR,
@@ -966,8 +1004,9 @@ DUTIES: dict[Duty, DutySpec] = {
             output="OperatorPolicyArn",
             read_everything=True,
             registry_read=True,
-            registry_writes=(RegistryItems.MODEL, RegistryItems.AUDIT),
+            registry_writes=DUTY_REGISTRY_WRITES,
             start_pipeline=True,
+            publish_events=True,
         ),
         DutySpec(
             Duty.CONSUMER,
@@ -1237,4 +1276,6 @@ def function_environment(names: Names, spec: FunctionSpec) -> dict[str, str]:
         env["ALERT_TOPIC_ARN"] = names.alert_topic_arn()
     if spec.grants.audit_checkpoints:
         env[AUDIT_BUCKET_ENV] = names.audit_bucket
+    if spec.grants.publish_events:
+        env[EVENT_BUS_ENV] = EVENT_BUS
     return env

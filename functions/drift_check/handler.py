@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from loopml_core.adapters.events import EventBridgePublisher
 from loopml_core.adapters.notifier import SnsNotifier
 from loopml_core.adapters.object_store import S3ObjectStore
 from loopml_core.adapters.pipeline import StepFunctionsRunner
@@ -28,7 +29,12 @@ def monitor() -> DriftMonitor:
     settle = {"settle_seconds": settings.capture_settle_seconds} if settings.capture_settle_seconds else {}
     return DriftMonitor(
         S3ObjectStore(),
-        Registry(DynamoTable(settings.registry_table), actor="drift_check", anchor=S3AuditAnchor.from_env()),
+        Registry(
+            DynamoTable(settings.registry_table),
+            actor="drift_check",
+            anchor=S3AuditAnchor.from_env(),
+            events=EventBridgePublisher.from_env(),
+        ),
         StepFunctionsRunner(settings.state_machine_arn),
         SnsNotifier(settings.alert_topic_arn),
         settings.artifact_bucket,

@@ -8,6 +8,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from loopml_core.adapters.events import EventBridgePublisher
 from loopml_core.adapters.notifier import SnsNotifier
 from loopml_core.adapters.table import DynamoTable
 from loopml_core.audit_anchor import S3AuditAnchor
@@ -21,7 +22,12 @@ from loopml_core.settings import Settings
 def approvals() -> Approvals:
     settings = Settings.from_env()
     assert settings.alert_topic_arn, "ALERT_TOPIC_ARN is part of this function's declared environment"
-    registry = Registry(DynamoTable(settings.registry_table), actor="request_approval", anchor=S3AuditAnchor.from_env())
+    registry = Registry(
+        DynamoTable(settings.registry_table),
+        actor="request_approval",
+        anchor=S3AuditAnchor.from_env(),
+        events=EventBridgePublisher.from_env(),
+    )
     return Approvals(registry, SnsNotifier(settings.alert_topic_arn))
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from aws_cdk import ArnFormat, Stack
 
-from infra.declaration import FUNCTIONS, Names
+from infra.declaration import EVENT_BUS, FUNCTIONS, Names
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,12 @@ class Arns:
 
     def alert_topic(self) -> str:
         return self.stack.format_arn(service="sns", resource=self.names.alert_topic)
+
+    def event_bus(self) -> str:
+        """The account's default EventBridge bus, where registry events go."""
+        return self.stack.format_arn(
+            service="events", resource="event-bus", resource_name=EVENT_BUS, arn_format=ArnFormat.SLASH_RESOURCE_NAME
+        )
 
     def function(self, key: str) -> str:
         return self.stack.format_arn(

@@ -112,7 +112,7 @@ class Backend:
     @cached_property
     def registry(self) -> Registry:
         anchor = S3AuditAnchor(self.names.audit_bucket, lambda: self.store)
-        actor = _actor(self.principal)
+        actor = cli_actor(self.principal)
         events = EventBridgePublisher(make_client=lambda: self.client("events"))
         table = DynamoTable(self.names.registry_table, self.client("dynamodb"))
         return Registry(table, actor=actor, anchor=anchor, events=events)
@@ -255,7 +255,7 @@ def _use_local_credentials() -> None:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 
 
-def _actor(principal: str | None) -> str:
+def cli_actor(principal: str | None) -> str:
     """Who the audit trail says made a change: the IAM principal on AWS (an assumed role's ARN names the session,
     e.g. the SSO user), the operating-system user on a local cloud."""
     if principal:

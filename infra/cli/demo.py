@@ -20,7 +20,8 @@ from rich.panel import Panel
 from rich.table import Table
 
 from infra import declaration as decl
-from infra.cli.backend import http_json, upload_and_wait
+from infra.cli.backend import cli_actor, http_json, upload_and_wait
+from infra.cli.models_registry import resume_waiting_run
 from infra.demo import data
 from infra.keys import LOCAL_KEY_NAME
 from infra.local.api_gateway import ApiServer
@@ -30,7 +31,7 @@ from loopml_core.adapters.pipeline import Execution
 from loopml_core.adapters.table import DynamoTable
 from loopml_core.audit_anchor import S3AuditAnchor
 from loopml_core.cards import card_keys
-from loopml_core.contract import load_contract
+from loopml_core.contract import Approval, load_contract
 from loopml_core.registry import Registry
 
 CONTRACT = Path(__file__).resolve().parent.parent / "demo" / "churn.yaml"
@@ -67,6 +68,37 @@ class Narrator:
 def _wait(cloud: LocalCloud, console: Console, name: str) -> Execution:
     with console.status(f"   Step Functions is running [bold]{name}[/bold] (train → evaluate → register)…"):
         return cloud.wait_for_execution(name, timeout=240)
+
+
+def _approve(cloud: LocalCloud, console: Console, say: Narrator, approver: Registry, execution: str, why: str) -> int:
+    """Wait for the run to hold its winner for approval, then approve it as `loopml models approve` does (the
+    registry's decision, then the run resumed by its task token) and wait for the run to end. Returns the version."""
+    deadline = time.monotonic() + 240
+    with console.status(f"   Step Functions is running [bold]{execution}[/bold] (train → evaluate → register)…"):
+        alerted: list[str] = []
+        while True:
+            alerted += [a["Subject"] for a in cloud.alerts() if "approval needed" in a["Subject"]]
+            waiting = [v for v in approver.model_versions("churn") if v.execution == execution]
+            if waiting and alerted and approver.approval_request("churn", waiting[0].version) is not None:
+                break
+            ended = cloud.pipeline().describe(execution)
+            say.check(ended.status == "RUNNING", f"run {execution} ended {ended.status} without waiting for approval")
+            if time.monotonic() > deadline:
+                raise DemoFailure(f"run {execution} registered nothing waiting for approval")
+            time.sleep(0.1)
+    version = waiting[0]
+    _, card_html = card_keys(version)
+    say.say(
+        f"v{version.version} [yellow]waits for approval[/] (governance.approval: manual): {version.decision}; "
+        f"SNS alert [yellow]{alerted[0]}[/] with its card s3://{version.artifact.bucket}/{card_html}"
+    )
+    decision = approver.approve("churn", version.version, why)
+    resumed = resume_waiting_run(cloud.client("stepfunctions"), decision.request, approved=True, reason=why)
+    say.say(f'{approver.actor} ran [bold]loopml models approve churn {version.version} --reason "{why}"[/]:')
+    say.say(f"{decision.note}{resumed}")
+    status = _wait(cloud, console, execution)
+    say.check(status.status == "SUCCEEDED", f"pipeline {execution} ended {status.status}")
+    return version.version
 
 
 def alias_ttl_seconds() -> float:
@@ -109,11 +141,19 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
 
         with say.stage("Declare the dataset contract"):
             contract = load_contract(CONTRACT.read_text())
+            # In this demo a person signs off every model before it serves (the contract's governance section).
+            manual = contract.governance.model_copy(update={"approval": Approval.MANUAL})
+            contract = contract.model_copy(update={"governance": manual})
             dataset, _ = registry.declare_dataset(contract)
             say.say(
                 f"dataset [bold]{contract.name}[/]: {len(contract.features)} features, target "
-                f"'{contract.target}', contract v{dataset.contract_version}, retrain on {contract.retrain_on}"
+                f"'{contract.target}', contract v{dataset.contract_version}, retrain on {contract.retrain_on}, "
+                "approval: manual"
             )
+        # The approver's registry: what `loopml models approve` opens, with the caller's name in the audit trail.
+        approver = Registry(
+            DynamoTable(cloud.names.registry_table, cloud.client("dynamodb")), actor=cli_actor(None), anchor=anchor
+        )
 
         with say.stage("A clean upload lands in S3 → validated, versioned, pipeline started"):
             tags = upload("2026-01.csv", data.to_csv(data.customers(rows, seed=1)))
@@ -125,8 +165,7 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
                 f"S3 version {version.object.version_id[:12]}…"
             )
             execution = cloud.pipeline_executions()[0]
-            status = _wait(cloud, console, execution)
-            say.check(status.status == "SUCCEEDED", f"pipeline {execution} ended {status.status}")
+            _approve(cloud, console, say, approver, execution, "first model: card and holdout reviewed")
             v1 = registry.champion_version("churn")
             say.say(
                 f"model [bold]churn v{v1.version}[/] is champion — holdout accuracy "
@@ -258,8 +297,9 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
                 say.check(bool(alerts), "no alert was published")
                 say.say(f"SNS alert: [yellow]{alerts[0].get('Subject')}[/]")
                 say.say(result["action"])
-                status = _wait(cloud, console, result["retraining"]["execution"])
-                say.check(status.status == "SUCCEEDED", f"retraining ended {status.status}")
+                _approve(
+                    cloud, console, say, approver, result["retraining"]["execution"], "beats v1 on the drifted data"
+                )
                 v2 = registry.model_versions("churn")[-1]
                 say.say(
                     f"v{v2.version} evaluated against v{v1.version} on the same holdout (dataset "
@@ -305,8 +345,8 @@ def run_demo(console: Console | None = None, rows: int = 2000) -> dict[str, Any]
     summary["timings"] = {title: round(seconds, 2) for title, seconds in say.timings}
     console.print(
         Panel.fit(
-            f"[bold green]The loop closed[/] in {total:.1f}s: v1 trained → served → drift detected → v2 trained, "
-            f"beat v1 on the same holdout and took over.\nFunction logs: {cloud.log_path}",
+            f"[bold green]The loop closed[/] in {total:.1f}s: v1 trained, approved → served → drift detected → "
+            f"v2 trained, beat v1 on the same holdout, approved and took over.\nFunction logs: {cloud.log_path}",
             title="LoopML demo",
         )
     )

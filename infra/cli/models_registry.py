@@ -179,7 +179,8 @@ def approve(obj: Any, name: str, version: int, reason: str) -> None:
       loopml models approve churn 3 --reason "card reviewed; fairness within policy"
     """
     decision = _registry(obj).approve(name, version, reason)
-    click.echo(f"{name}: {decision.note}{_resume(obj.backend, decision.request, approved=True, reason=reason)}")
+    resumed = resume_waiting_run(obj.backend.client("stepfunctions"), decision.request, approved=True, reason=reason)
+    click.echo(f"{name}: {decision.note}{resumed}")
 
 
 @click.command("reject")
@@ -195,17 +196,18 @@ def reject(obj: Any, name: str, version: int, reason: str) -> None:
       loopml models reject churn 3 --reason "recall on the south region too low"
     """
     decision = _registry(obj).reject(name, version, reason)
-    click.echo(f"{name}: {decision.note}{_resume(obj.backend, decision.request, approved=False, reason=reason)}")
+    resumed = resume_waiting_run(obj.backend.client("stepfunctions"), decision.request, approved=False, reason=reason)
+    click.echo(f"{name}: {decision.note}{resumed}")
 
 
-def _resume(backend: Any, request: Any, *, approved: bool, reason: str) -> str:
-    """Hand the decision to the pipeline run waiting on it. The registry holds the decision either way: a run that
-    stopped waiting (timed out, or stopped by hand) is only reported."""
+def resume_waiting_run(stepfunctions: Any, request: Any, *, approved: bool, reason: str) -> str:
+    """Hand the decision to the pipeline run waiting on it (`request`: the registry's ApprovalRequest, or None when
+    no run waits). The registry holds the decision either way: a run that stopped waiting (timed out, or stopped by
+    hand) is only reported. Returns what to tell the user."""
     if request is None:
         return ""
     from botocore.exceptions import ClientError
 
-    stepfunctions = backend.client("stepfunctions")
     try:
         if approved:
             output = json.dumps({"decision": "approved", "reason": reason})

@@ -11,6 +11,7 @@ from cfn_template import NAMES, Template, arn, flatten
 from test_registry_write_scopes import RecordingTable, _model_version, statements_allow
 
 from infra.declaration import API, DUTIES, Duty, DutySpec
+from loopml_core.adapters.events import InMemoryEventPublisher
 from loopml_core.models import DeliveryMode, VersionStatus
 from loopml_core.registry import Registry
 
@@ -21,6 +22,7 @@ Permission = tuple[str, str]  # (action, flattened resource, with the statement'
 TABLE = arn("dynamodb", f"table/{NAMES.registry_table}")
 PIPELINE = arn("states", f"stateMachine:{NAMES.state_machine}")
 EXECUTIONS = arn("states", f"execution:{NAMES.state_machine}:*")
+BUS = arn("events", "event-bus/default")
 OBJECT_READ = ("s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:GetObjectVersionTagging")
 REGISTRY_COMMANDS = ("dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem")
 
@@ -38,7 +40,9 @@ def when(resource: str, condition: dict[str, Any]) -> str:
 
 
 def model_items_only() -> str:
-    return when(TABLE, {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["AUDIT", "MODEL#*"]}})
+    """Versions, aliases and approvals; a model's description and tags; the events of those changes; the audit."""
+    keys = ["AUDIT", "MODEL#*", "MODELS", "OUTBOX"]
+    return when(TABLE, {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": keys}})
 
 
 def policy_id(template: Template, spec: DutySpec) -> str:
@@ -108,9 +112,10 @@ def test_the_approver_decides_versions_and_aliases(template: Template) -> None:
         ("s3:PutObject", CHECKPOINTS),  # each commit's audit checkpoint
         *((action, f"{ARTIFACTS}/models/*") for action in OBJECT_READ),  # the model cards
         ("s3:ListBucket", when(ARTIFACTS, {"StringLike": {"s3:prefix": ["models/*"]}})),
-        # the pipeline's manual approval step waits on a task token (issue 8, part 2)
+        # the pipeline's manual approval step waits on a task token
         ("states:SendTaskSuccess", PIPELINE),
         ("states:SendTaskFailure", PIPELINE),
+        ("events:PutEvents", BUS),  # the registry events of its changes
     }
 
 
@@ -128,6 +133,7 @@ def test_the_operator_deploys_rolls_back_starts_runs_and_reads_everything(templa
         ("states:StartExecution", PIPELINE),
         ("states:ListExecutions", PIPELINE),
         ("states:DescribeExecution", EXECUTIONS),
+        ("events:PutEvents", BUS),
     }
 
 
@@ -170,6 +176,8 @@ def _setup_registry() -> RecordingTable:
 
 
 def _approver_commands(registry: Registry) -> None:
+    registry.describe_model("churn", "who cancels")
+    registry.set_model_tag("churn", "team", "risk")
     registry.set_alias("churn", "staging", 2, reason="QA")
     registry.delete_alias("churn", "staging", reason="done")
     registry.transition_version("churn", 2, VersionStatus.ARCHIVED, reason="superseded")
@@ -189,12 +197,12 @@ def test_a_duty_s_registry_commands_need_only_its_policy(
     template: Template, duty: Duty, commands: Callable[[Registry], None]
 ) -> None:
     table = _setup_registry()
-    commands(Registry(table, actor=str(duty)))
+    commands(Registry(table, actor=str(duty), events=InMemoryEventPublisher()))  # the CLI publishes its events
     statements = template.props(policy_id(template, DUTIES[duty]))["PolicyDocument"]["Statement"]
-    assert {pk.split("#")[0] for _, pk in table.writes} == {"MODEL", "AUDIT"}
+    assert {pk.split("#")[0] for _, pk in table.writes} <= {"MODEL", "MODELS", "OUTBOX", "AUDIT"}
     for action, partition_key in sorted(table.writes):
         assert statements_allow(statements, action, partition_key), (duty, action, partition_key)
-    for partition_key in ("DATASET#churn", "PERF#churn#v00000001", "MODELS", "OUTBOX"):
+    for partition_key in ("DATASET#churn", "PERF#churn#v00000001", "DATASETS"):
         assert not statements_allow(statements, "dynamodb:PutItem", partition_key), (duty, partition_key)
 
 

@@ -12,9 +12,18 @@ import pytest
 from cfn_template import NAMES, Template, arn, flatten
 
 from infra.declaration import FUNCTIONS, Access, Grants, RegistryItems
+from loopml_core.adapters.events import InMemoryEventPublisher
 from loopml_core.adapters.table import Check, Delete, InMemoryTable, Item, Put, Write
 from loopml_core.contract import load_contract
-from loopml_core.models import Alert, DatasetVersion, ModelVersion, ObjectRef, UploadOutcome, UploadStatus
+from loopml_core.models import (
+    Alert,
+    DatasetVersion,
+    ModelVersion,
+    ObjectRef,
+    UploadOutcome,
+    UploadStatus,
+    VersionStatus,
+)
 from loopml_core.performance import regression_counts
 from loopml_core.registry import UNDECLARED, Registry
 
@@ -26,7 +35,11 @@ READS = {"dynamodb:GetItem", "dynamodb:Query"}
 # Written out independently of the declaration: what each function may write, per action, by partition key pattern.
 EXPECTED_WRITES: dict[str, dict[str, set[str]]] = {
     "validate_upload": {"dynamodb:PutItem": {"AUDIT", "DATASET#*"}},
-    "register_model": {"dynamodb:PutItem": {"AUDIT", "MODEL#*", "MODELS"}},
+    "register_model": {"dynamodb:PutItem": {"AUDIT", "MODEL#*", "MODELS", "OUTBOX"}, "dynamodb:DeleteItem": {"OUTBOX"}},
+    "request_approval": {
+        "dynamodb:PutItem": {"AUDIT", "MODEL#*", "OUTBOX"},
+        "dynamodb:DeleteItem": {"MODEL#*", "OUTBOX"},
+    },
     "record_failure": {"dynamodb:PutItem": {"AUDIT", "MODEL#*"}},
     "upload_failed": {"dynamodb:PutItem": {"AUDIT", "DATASET#*"}},
     "ingest_labels": {"dynamodb:PutItem": {"AUDIT", "DATASET#*", "PERF#*"}},
@@ -145,7 +158,8 @@ def test_predict_cannot_write_the_registry_at_all(template: Template) -> None:
         ("record_failure", "DATASET#churn"),
         ("record_failure", "MODELS"),
         ("register_model", "DATASET#churn"),
-        ("register_model", "OUTBOX"),
+        ("request_approval", "DATASET#churn"),
+        ("request_approval", "MODELS"),
         ("train_model", "MODEL#churn"),  # readers write nothing
         ("evaluate_model", "AUDIT"),
         ("batch_plan", "MODEL#churn"),
@@ -156,12 +170,14 @@ def test_a_function_is_denied_partitions_it_does_not_own(template: Template, key
         assert not allowed(template, key, action, partition_key), (key, action, partition_key)
 
 
-def test_only_the_drift_check_deletes_and_only_published_alerts(template: Template) -> None:
+def test_deletes_take_only_published_outbox_items_and_approval_requests(template: Template) -> None:
     deleters = {key for key in FUNCTIONS if "dynamodb:DeleteItem" in registry_writes(template, key)}
-    assert deleters == {"drift_check"}
-    assert allowed(template, "drift_check", "dynamodb:DeleteItem", "OUTBOX")
+    assert deleters == {"drift_check", "register_model", "request_approval"}
+    for key in deleters:
+        assert allowed(template, key, "dynamodb:DeleteItem", "OUTBOX")
+        assert not allowed(template, key, "dynamodb:DeleteItem", "AUDIT"), key  # nobody removes audit records
     assert not allowed(template, "drift_check", "dynamodb:DeleteItem", "MODEL#churn")
-    assert not allowed(template, "drift_check", "dynamodb:DeleteItem", "AUDIT")  # it cannot remove audit records
+    assert not allowed(template, "register_model", "dynamodb:DeleteItem", "MODEL#churn")
 
 
 # --- the registry code each function runs writes only what its role allows ------------------------------------------
@@ -222,12 +238,15 @@ def _dataset_version(number: int) -> DatasetVersion:
     )
 
 
-def _model_version(execution: str, model: str = "churn") -> Callable[[int], ModelVersion]:
+def _model_version(
+    execution: str, model: str = "churn", status: VersionStatus = VersionStatus.READY
+) -> Callable[[int], ModelVersion]:
     def build(number: int) -> ModelVersion:
         ref = ObjectRef(bucket="a", key=f"models/{model}/runs/{execution}/model.onnx", version_id="1")
         return ModelVersion(
             model=model,
             version=number,
+            status=status,
             task="regression",
             dataset_version=1,
             execution=execution,
@@ -282,6 +301,11 @@ def _drift_check(registry: Registry) -> None:
         registry.alert_sent(pending)
 
 
+def _request_approval(registry: Registry) -> None:
+    registry.request_approval("churn", 2, token="t", execution="run-p", deadline="2026-01-08T00:00:00Z")
+    registry.reject("churn", 2, "no decision within 168 hours")  # the step's timeout
+
+
 PATHS: dict[str, Callable[[Registry], None]] = {
     "validate_upload": _validate_upload,
     "upload_failed": _upload_failed,
@@ -289,6 +313,7 @@ PATHS: dict[str, Callable[[Registry], None]] = {
     "register_model": _register_model,
     "record_failure": _record_failure,
     "drift_check": _drift_check,
+    "request_approval": _request_approval,
 }
 
 
@@ -299,6 +324,8 @@ def table() -> RecordingTable:
     setup = Registry(table, actor="setup")
     setup.declare_dataset(load_contract(CONTRACT))
     setup.register_model_version("churn", "run-1", _model_version("run-1"), promote=True, trigger="upload")
+    pending = _model_version("run-p", status=VersionStatus.PENDING_APPROVAL)  # v2 waits for a person
+    setup.register_model_version("churn", "run-p", pending, promote=False, trigger="upload")
     table.recording = True
     return table
 
@@ -307,7 +334,8 @@ def table() -> RecordingTable:
 def test_the_registry_calls_of_a_function_need_exactly_its_grant(
     template: Template, table: RecordingTable, key: str
 ) -> None:
-    PATHS[key](Registry(table, actor=key))
+    events = InMemoryEventPublisher() if FUNCTIONS[key].grants.publish_events else None
+    PATHS[key](Registry(table, actor=key, events=events))
     assert table.writes, key
     for action, partition_key in sorted(table.writes):
         assert allowed(template, key, action, partition_key), (key, action, partition_key)

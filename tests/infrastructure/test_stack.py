@@ -71,6 +71,7 @@ EXECUTIONS_ARN = arn("states", f"execution:{NAMES.state_machine}:*")
 BATCH_MACHINE_ARN = arn("states", f"stateMachine:{NAMES.batch_state_machine}")
 BATCH_EXECUTIONS_ARN = arn("states", f"execution:{NAMES.batch_state_machine}:*")
 TOPIC_ARN = arn("sns", NAMES.alert_topic)
+EVENT_BUS_ARN = arn("events", "event-bus/default")
 
 
 def bucket_arn(name: str) -> str:
@@ -130,7 +131,7 @@ def permissions_of_role(template: Template, role_logical_id: str) -> set[Permiss
     return permissions
 
 
-def expected_permissions(template: Template, spec: FunctionSpec) -> set[Permission]:
+def expected_permissions(template: Template, spec: FunctionSpec) -> set[Permission]:  # noqa: PLR0912 - one per grant
     grants = spec.grants
     log_group = template.one("AWS::Logs::LogGroup", LogGroupName=f"/aws/lambda/{spec.physical_name()}")
     expected = {(action, "${" + log_group + ".Arn}") for action in ("logs:CreateLogStream", "logs:PutLogEvents")}
@@ -161,6 +162,8 @@ def expected_permissions(template: Template, spec: FunctionSpec) -> set[Permissi
         expected.add(("sns:Publish", TOPIC_ARN))
     if grants.audit_checkpoints:
         expected.add(("s3:PutObject", f"{bucket_arn(NAMES.audit_bucket)}/audit/checkpoints/*"))
+    if grants.publish_events:
+        expected.add(("events:PutEvents", EVENT_BUS_ARN))
     if spec.key in ASYNC_INVOCATIONS:
         expected.add(("lambda:InvokeFunction", function_arn(ASYNC_INVOCATIONS[spec.key].on_failure)))
     return expected
@@ -346,7 +349,13 @@ def test_validate_may_start_only_the_pipeline(template: Template) -> None:
 def test_only_the_declared_publishers_may_publish_alerts(template: Template) -> None:
     publishers = {key for key in FUNCTIONS if any(a == "sns:Publish" for a, _ in function_permissions(template, key))}
     assert publishers == {key for key, spec in FUNCTIONS.items() if spec.grants.publish_alerts}
-    assert publishers == {"drift_check", "upload_failed"}
+    assert publishers == {"drift_check", "upload_failed", "request_approval"}
+
+
+def test_only_the_functions_that_change_versions_and_aliases_put_registry_events(template: Template) -> None:
+    putting = {k for k in FUNCTIONS if ("events:PutEvents", EVENT_BUS_ARN) in function_permissions(template, k)}
+    assert putting == {key for key, spec in FUNCTIONS.items() if spec.grants.publish_events}
+    assert putting == {"register_model", "request_approval", "drift_check"}  # the check delivers what waited
 
 
 def test_alert_topic_key_lets_alarms_and_only_the_publishers_through_sns_use_it(template: Template) -> None:

@@ -16,6 +16,7 @@ from infra.cdk.arns import Arns
 from infra.cdk.constructs.functions import (
     AUDIT_CHECKPOINT,
     BUCKET_READ,
+    EVENTS_PUT,
     OBJECT_READ,
     PIPELINE_DESCRIBE,
     PIPELINE_START,
@@ -104,6 +105,8 @@ class Duties(Construct):
             statements += [allow(PIPELINE_START, arns.state_machine()), allow(PIPELINE_DESCRIBE, arns.executions())]
         if spec.answer_approvals:
             statements.append(allow(TASK_RESPONSE, arns.state_machine()))
+        if spec.publish_events:
+            statements.append(allow(EVENTS_PUT, arns.event_bus()))
         if spec.invoke_api:
             statements.append(allow(API_INVOKE, self._api_routes()))
         return statements

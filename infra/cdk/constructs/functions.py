@@ -51,6 +51,7 @@ PIPELINE_DESCRIBE = ("states:DescribeExecution",)
 BATCH_START = ("states:StartExecution",)
 BATCH_DESCRIBE = ("states:DescribeExecution",)
 ALERT_PUBLISH = ("sns:Publish",)
+EVENTS_PUT = ("events:PutEvents",)
 # An audit checkpoint is one new object under the checkpoint prefix (the audit bucket's default retention locks it
 # without the caller asking, so no s3:PutObjectRetention); the functions never read, tag or delete one.
 AUDIT_CHECKPOINT = ("s3:PutObject",)
@@ -197,6 +198,8 @@ class Functions(Construct):
             ]
         if grants.publish_alerts:
             statements.append(allow(ALERT_PUBLISH, arns.alert_topic()))
+        if grants.publish_events:
+            statements.append(allow(EVENTS_PUT, arns.event_bus()))
         if grants.audit_checkpoints:
             statements.append(allow(AUDIT_CHECKPOINT, self._audit_checkpoints_arn()))
         return statements

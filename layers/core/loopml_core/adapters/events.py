@@ -18,6 +18,7 @@ SOURCE = "loopml"
 VERSION_STATE_CHANGE = "LoopML Model Version State Change"
 ALIAS_CHANGE = "LoopML Alias Change"
 DEFAULT_BUS = "default"
+EVENT_BUS_ENV = "LOOPML_EVENT_BUS"  # set for the functions granted to publish registry events (infra/declaration.py)
 MAX_ENTRIES_PER_CALL = 10  # PutEvents takes at most ten entries
 
 
@@ -47,6 +48,14 @@ class EventBridgePublisher(EventPublisher):
         self.bus = bus
         self._client = client
         self._make_client = make_client
+
+    @classmethod
+    def from_env(cls) -> EventBridgePublisher | None:
+        """The publisher of a function granted to publish registry events (its environment names the bus)."""
+        import os
+
+        bus = os.environ.get(EVENT_BUS_ENV)
+        return cls(bus) if bus else None
 
     @property
     def client(self) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
+from loopml_core.adapters.events import EventBridgePublisher
 from loopml_core.adapters.object_store import S3ObjectStore
 from loopml_core.adapters.table import DynamoTable
 from loopml_core.audit_anchor import S3AuditAnchor
@@ -18,7 +19,12 @@ def pipeline_steps(actor: str) -> PipelineSteps:
     return PipelineSteps(
         S3ObjectStore(),
         # The registry writers among them (register_model, record_failure) are granted checkpoints; the others read.
-        Registry(DynamoTable(settings.registry_table), actor=actor, anchor=S3AuditAnchor.if_granted()),
+        Registry(
+            DynamoTable(settings.registry_table),
+            actor=actor,
+            anchor=S3AuditAnchor.if_granted(),
+            events=EventBridgePublisher.from_env(),  # register_model's: the registration's version and alias events
+        ),
         settings.artifact_bucket,
         settings.code_version,
     )
