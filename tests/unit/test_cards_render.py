@@ -258,7 +258,7 @@ def test_a_version_registered_before_cards_says_what_was_not_recorded(registry):
 
 
 def test_audit_records_of_v1_are_not_those_of_v10(registry):
-    records = registry.audit_records(subject_prefix="model/churn/")
+    records = registry.audit_records("model/churn/")
     v1 = version_audit(records, "churn", 1)
     fake_v10 = records[-1].model_copy(update={"subject": "model/churn/v10", "details": {}})
     assert version_audit([*records, fake_v10], "churn", 1) == v1

@@ -293,3 +293,20 @@ def test_live_performance_is_read_from_a_day_on(registry):
         "2026-04-01": 4,
     }
     assert len(registry.performance("churn", 1)) == 3
+
+
+def test_audit_records_are_read_a_page_at_a_time_and_filtered_by_subject(registry, monkeypatch):
+    import loopml_core.registry as registry_module
+    from loopml_core.registry import Event
+
+    monkeypatch.setattr(registry_module, "AUDIT_PAGE", 3)  # several pages for a handful of records
+    before = len(registry.audit_records())
+    for n in range(4):
+        registry._commit([], [Event("model.tag.set", f"model/churn{'' if n % 2 else '-b'}/x{n}", {})])
+    # a record about another subject whose details mention the prefix is not about it
+    registry._commit([], [Event("note", "dataset/churn", {"nested": {"subject": "model/churn/v1"}})])
+    every = registry.audit_records()
+    assert len(every) == before + 5 and [r.seq for r in every] == sorted(r.seq for r in every)
+    assert [r.subject for r in registry.audit_records("model/churn/")] == ["model/churn/x1", "model/churn/x3"]
+    both = registry.audit_records("model/churn/", "model/churn-b/")
+    assert [r.subject for r in both] == [f"model/churn{'' if n % 2 else '-b'}/x{n}" for n in range(4)]

@@ -122,7 +122,7 @@ def gather_card(registry: Registry, version: ModelVersion) -> ModelCard:
     except NotFoundError:
         dataset_version = None
     champion = registry.champion(version.model)
-    records = registry.audit_records(subject_prefix=f"model/{version.model}/")
+    records = registry.audit_records(f"model/{version.model}/")
     return ModelCard(
         version=version,
         contract=contract,

@@ -407,7 +407,7 @@ def version_lineage(
     """Walk from a model version to its pipeline run, the dataset version it trained on (with its contract's
     version and fingerprint), its code version and its audit trail. `records` are the audit records to search
     (read from the registry when not given); with `at`, also what served the model then (`serving_at`)."""
-    records = registry.audit_records() if records is None else records
+    records = registry.audit_records(f"model/{model}/", f"dataset/{model}/") if records is None else records
     lineage = Lineage(model=model, version=None)
     try:
         lineage.version = registry.model_version(model, version)
@@ -505,7 +505,8 @@ def trace(
     result = RequestLineage(search=search)
     if not search.found:
         return result
-    records = registry.audit_records()
+    models_found = sorted({line.model for line in search.lines})
+    records = registry.audit_records(*(f"{kind}/{name}/" for name in models_found for kind in ("model", "dataset")))
     for line in search.lines:
         if (line.model, line.version) not in result.lineages:
             result.lineages[(line.model, line.version)] = version_lineage(

@@ -1347,9 +1347,21 @@ class Registry:
 
     # -- audit ----------------------------------------------------------------------------------------------------
 
-    def audit_records(self, subject_prefix: str = "") -> list[AuditRecord]:
-        records = [AuditRecord(**_doc(i)) for i in self.table.query(AUDIT_PK, "E#")]
-        return [r for r in records if r.subject.startswith(subject_prefix)]
+    def audit_records(self, *subject_prefixes: str) -> list[AuditRecord]:
+        """The audit records, oldest first; only those whose subject starts with one of `subject_prefixes` when any
+        are given. The chain is read a page at a time and only the records kept are parsed: memory follows what is
+        asked for, not the length of the chain."""
+        # Documents are compact JSON with sorted keys: a record about a prefix holds `"subject":"<prefix>...`.
+        needles = [f'"subject":{json.dumps(prefix)[:-1]}' for prefix in subject_prefixes]
+        records = []
+        for page in self._audit_pages():
+            for item in page:
+                if needles and not any(needle in str(item["doc"]) for needle in needles):
+                    continue
+                record = AuditRecord(**_doc(item))
+                if not subject_prefixes or record.subject.startswith(subject_prefixes):
+                    records.append(record)
+        return records
 
     def _audit_pages(self) -> Iterator[list[Item]]:
         """The audit records in sort-key order, AUDIT_PAGE at a time."""
