@@ -40,15 +40,19 @@ def _declare(registry: Registry, name: str, contract: DatasetContract = CONTRACT
     registry.declare_dataset(contract.model_copy(update={"name": name}))
 
 
-def _waiting_run(cloud: LocalCloud, registry: Registry, store: S3ObjectStore, name: str) -> tuple[str, int]:
-    """A pipeline run of a new dataset version that registered its winner PENDING_APPROVAL and now waits."""
+def _waiting_run(cloud: LocalCloud, registry: Registry, store: S3ObjectStore, name: str) -> tuple[str, int, list]:
+    """A pipeline run of a new dataset version that registered its winner PENDING_APPROVAL and now waits, with the
+    alerts published meanwhile (the approvers' alert follows the token's record: both are waited for)."""
     dataset = register(cloud, registry, store, name, as_csv_gz(ROWS, seed=1), "csv.gz", ROWS)
     execution, _ = run_pipeline(cloud, name, dataset.version, wait=False)
+    alerts: list = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
+        alerts += cloud.alerts()
         versions = [v for v in registry.model_versions(name) if v.execution == execution]
-        if versions and registry.approval_request(name, versions[0].version) is not None:
-            return execution, versions[0].version
+        asked = any(f"approval needed: {name} v" in a["Subject"] for a in alerts)
+        if versions and asked and registry.approval_request(name, versions[0].version) is not None:
+            return execution, versions[0].version, alerts
         time.sleep(0.1)
     raise AssertionError(f"run {execution} registered nothing waiting for approval")
 
@@ -58,12 +62,12 @@ def test_a_winner_waits_and_an_approval_makes_it_champion_and_ends_the_run(
 ) -> None:
     _declare(registry, "churn-a")
     cloud.alerts()  # drain
-    execution, version = _waiting_run(cloud, registry, store, "churn-a")
+    execution, version, alerts = _waiting_run(cloud, registry, store, "churn-a")
     # Then nothing serves yet, the run waits, and the approvers were told how to decide
     assert registry.model_version("churn-a", version).status is VersionStatus.PENDING_APPROVAL
     assert registry.champion("churn-a") is None
     assert cloud.pipeline().describe(execution).status == "RUNNING"
-    [alert] = [a for a in cloud.alerts() if "approval needed" in a["Subject"]]
+    [alert] = [a for a in alerts if "approval needed" in a["Subject"]]
     assert f"loopml models approve churn-a {version}" in alert["Message"]
     # When the approver approves from the CLI
     result = CliRunner().invoke(cli, ["models", "approve", "churn-a", str(version), "--reason", "card reviewed"])
@@ -85,7 +89,7 @@ def test_a_rejection_ends_the_run_and_the_version_never_serves(
     cloud: LocalCloud, registry: Registry, store: S3ObjectStore, cli_backend_of: cli_backend.Backend
 ) -> None:
     _declare(registry, "churn-b")
-    execution, version = _waiting_run(cloud, registry, store, "churn-b")
+    execution, version, _ = _waiting_run(cloud, registry, store, "churn-b")
     result = CliRunner().invoke(cli, ["models", "reject", "churn-b", str(version), "--reason", "recall too low"])
     assert result.exit_code == 0 and "is REJECTED; pipeline run" in result.output
     assert cloud.wait_for_execution(execution).status == "SUCCEEDED"  # the run did its job; the version is turned down
@@ -101,7 +105,7 @@ def test_a_run_nobody_answers_times_out_into_a_rejection(
     hurried = CONTRACT.governance.model_copy(update={"approval_timeout_hours": 2 / 3600})  # two seconds
     _declare(registry, "churn-c", CONTRACT.model_copy(update={"governance": hurried}))
     cloud.alerts()
-    execution, version = _waiting_run(cloud, registry, store, "churn-c")
+    execution, version, _ = _waiting_run(cloud, registry, store, "churn-c")
     assert cloud.wait_for_execution(execution, timeout=60).status == "SUCCEEDED"
     assert registry.model_version("churn-c", version).status is VersionStatus.REJECTED
     reason = registry.audit_records(f"model/churn-c/v{version}")[-1].details["reason"]
