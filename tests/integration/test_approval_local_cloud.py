@@ -5,6 +5,7 @@ Metric floors hold back the first model too."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -40,6 +41,25 @@ def _declare(registry: Registry, name: str, contract: DatasetContract = CONTRACT
     registry.declare_dataset(contract.model_copy(update={"name": name}))
 
 
+def _events_queue(cloud: LocalCloud) -> str:
+    """An SQS queue behind a rule on the default bus for LoopML's events of model churn-a, as a CI/CD hook is."""
+    events, sqs = cloud.client("events"), cloud.client("sqs")
+    queue = sqs.create_queue(QueueName="approval-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="churn-a", EventPattern=json.dumps({"source": ["loopml"], "detail": {"model": ["churn-a"]}}))
+    events.put_targets(Rule="churn-a", Targets=[{"Id": "q", "Arn": arn}])
+    return str(queue)
+
+
+def _received(cloud: LocalCloud, queue: str) -> list[dict]:
+    sqs, received = cloud.client("sqs"), []
+    while messages := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+        received += [json.loads(m["Body"]) for m in messages]
+        for message in messages:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    return sorted(received, key=lambda e: e["detail"]["audit_seq"])
+
+
 def _waiting_run(cloud: LocalCloud, registry: Registry, store: S3ObjectStore, name: str) -> tuple[str, int, list]:
     """A pipeline run of a new dataset version that registered its winner PENDING_APPROVAL and now waits, with the
     alerts published meanwhile (the approvers' alert follows the token's record: both are waited for)."""
@@ -62,6 +82,7 @@ def test_a_winner_waits_and_an_approval_makes_it_champion_and_ends_the_run(
 ) -> None:
     _declare(registry, "churn-a")
     cloud.alerts()  # drain
+    queue = _events_queue(cloud)
     execution, version, alerts = _waiting_run(cloud, registry, store, "churn-a")
     # Then nothing serves yet, the run waits, and the approvers were told how to decide
     assert registry.model_version("churn-a", version).status is VersionStatus.PENDING_APPROVAL
@@ -83,6 +104,14 @@ def test_a_winner_waits_and_an_approval_makes_it_champion_and_ends_the_run(
     )["events"]
     entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
     assert entered[-3:] == ["NeedsApproval", "AwaitApproval", "Approved"]
+    # and EventBridge carried each change, from the functions (registered, waiting) and from the CLI (approved, moved)
+    changes = [(e["detail-type"], e["detail"]["action"]) for e in _received(cloud, queue)]
+    assert changes == [
+        ("LoopML Model Version State Change", "model.version.registered"),
+        ("LoopML Model Version State Change", "model.version.approval.requested"),
+        ("LoopML Model Version State Change", "model.version.approved"),
+        ("LoopML Alias Change", "model.alias.moved"),
+    ]
 
 
 def test_a_rejection_ends_the_run_and_the_version_never_serves(
