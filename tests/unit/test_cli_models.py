@@ -81,7 +81,23 @@ def run(*args: str):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(
     "command",
-    ["deploy", "promote", "rollback", "compare", "show", "list", "describe", "tag", "alias", "archive", "search"],
+    [
+        "deploy",
+        "promote",
+        "rollback",
+        "compare",
+        "show",
+        "list",
+        "describe",
+        "tag",
+        "alias",
+        "archive",
+        "search",
+        "approve",
+        "reject",
+        "history",
+        "card",
+    ],
 )
 def test_every_models_command_explains_itself_with_an_example(command):
     result = run("models", command, "--help")
