@@ -8,10 +8,11 @@ model's dataset must be declared first (`registry.declare_dataset`).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 from loopml_core.adapters.object_store import ObjectStore
 from loopml_core.clock import iso
-from loopml_core.models import DatasetVersion, ModelVersion, ObjectRef, UploadOutcome, UploadStatus
+from loopml_core.models import DatasetVersion, ModelVersion, ObjectRef, UploadOutcome, UploadStatus, VersionStatus
 from loopml_core.registry import Registry
 
 MODELS = "models/"  # the artefact bucket's prefix the pipeline's train step writes under
@@ -104,6 +105,40 @@ def register_model(
         trigger="upload",
     )
     return version
+
+
+def version_builder(
+    model: str,
+    execution: str,
+    *,
+    status: VersionStatus = VersionStatus.READY,
+    task: str = "classification",
+    promoted: bool = True,
+    champion_version: int | None = None,
+) -> Callable[[int], ModelVersion]:
+    """The `build` a `Registry.register_model_version` call takes, for a version whose artefact is only named (no
+    ONNX model stored): for tests of the registry itself, where nothing loads the model."""
+
+    def build(number: int) -> ModelVersion:
+        ref = ObjectRef(bucket="artifacts", key=f"{MODELS}{model}/runs/{execution}/model.onnx", version_id="1")
+        return ModelVersion(
+            model=model,
+            version=number,
+            status=status,
+            task=task,
+            dataset_version=1,
+            execution=execution,
+            artifact=ref,
+            baseline=ref,
+            metrics={"accuracy": 0.8} if task == "classification" else {"rmse": 0.1},
+            code_version="test",
+            promoted=promoted,
+            decision="beat the champion" if promoted else "did not beat the champion",
+            created_at="2026-01-01T00:00:00Z",
+            champion_version=champion_version,
+        )
+
+    return build
 
 
 def _put(store: ObjectStore, bucket: str, key: str, body: bytes) -> ObjectRef:

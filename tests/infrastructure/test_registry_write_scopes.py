@@ -12,6 +12,7 @@ import pytest
 from cfn_template import NAMES, Template, arn, flatten
 
 from infra.declaration import FUNCTIONS, Access, Grants, RegistryItems
+from infra.local.seed import version_builder
 from loopml_core.adapters.events import InMemoryEventPublisher
 from loopml_core.adapters.table import Check, Delete, InMemoryTable, Item, Put, Write
 from loopml_core.contract import load_contract
@@ -241,25 +242,7 @@ def _dataset_version(number: int) -> DatasetVersion:
 def _model_version(
     execution: str, model: str = "churn", status: VersionStatus = VersionStatus.READY
 ) -> Callable[[int], ModelVersion]:
-    def build(number: int) -> ModelVersion:
-        ref = ObjectRef(bucket="a", key=f"models/{model}/runs/{execution}/model.onnx", version_id="1")
-        return ModelVersion(
-            model=model,
-            version=number,
-            status=status,
-            task="regression",
-            dataset_version=1,
-            execution=execution,
-            artifact=ref,
-            baseline=ref,
-            metrics={"rmse": 0.1},
-            code_version="test",
-            promoted=True,
-            decision="better",
-            created_at="2026-01-01T00:00:00Z",
-        )
-
-    return build
+    return version_builder(model, execution, status=status, task="regression")
 
 
 def _validate_upload(registry: Registry) -> None:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import pytest
 from test_cards_register import CONTRACT, pipeline
 
+from infra.local.seed import version_builder
 from loopml_core.adapters.notifier import InMemoryNotifier
 from loopml_core.adapters.object_store import InMemoryObjectStore
 from loopml_core.adapters.table import InMemoryTable
 from loopml_core.contract import Approval, load_contract
 from loopml_core.logic.approvals import Approvals
-from loopml_core.models import ModelVersion, ObjectRef, VersionStatus
+from loopml_core.models import VersionStatus
 from loopml_core.registry import Registry
 
 MANUAL = CONTRACT.model_copy(
@@ -23,26 +24,7 @@ MANUAL = CONTRACT.model_copy(
 
 
 def _version(execution: str, status: VersionStatus, promoted: bool = True, champion_version: int | None = None):
-    def build(number: int) -> ModelVersion:
-        ref = ObjectRef(bucket="artifacts", key=f"models/churn/runs/{execution}/model.onnx", version_id="1")
-        return ModelVersion(
-            model="churn",
-            version=number,
-            status=status,
-            task="classification",
-            dataset_version=1,
-            execution=execution,
-            artifact=ref,
-            baseline=ref,
-            metrics={"accuracy": 0.8},
-            code_version="t",
-            promoted=promoted,
-            decision="beat the champion",
-            created_at="2026-01-01T00:00:00Z",
-            champion_version=champion_version,
-        )
-
-    return build
+    return version_builder("churn", execution, status=status, promoted=promoted, champion_version=champion_version)
 
 
 @pytest.fixture

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import pytest
 
+from infra.local.seed import version_builder
 from loopml_core.adapters.table import InMemoryTable
 from loopml_core.contract import load_contract
 from loopml_core.errors import NotFoundError
 from loopml_core.model_search import FilterError, parse_filter, search
-from loopml_core.models import ModelVersion, ObjectRef, RegisteredModel, VersionStatus
+from loopml_core.models import RegisteredModel, VersionStatus
 from loopml_core.registry import Registry
 
 CONTRACT = """
@@ -23,25 +24,7 @@ features:
 
 
 def _version(execution: str, model: str, status: VersionStatus = VersionStatus.READY):
-    def build(number: int) -> ModelVersion:
-        ref = ObjectRef(bucket="a", key=f"models/{model}/{execution}", version_id="1")
-        return ModelVersion(
-            model=model,
-            version=number,
-            status=status,
-            task="classification",
-            dataset_version=1,
-            execution=execution,
-            artifact=ref,
-            baseline=ref,
-            metrics={"accuracy": 0.9},
-            code_version="test",
-            promoted=number == 1,
-            decision="because",
-            created_at="2026-01-01T00:00:00Z",
-        )
-
-    return build
+    return version_builder(model, execution, status=status)
 
 
 @pytest.fixture
