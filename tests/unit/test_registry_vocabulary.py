@@ -180,3 +180,22 @@ def test_like_matches_whole_values_with_percent_and_underscore():
     assert [m.name for m in search(models, "name LIKE '_churn'").models] == ["xchurn"]
     with pytest.raises(FilterError, match="page token"):
         search(models, None, page_token="@@@")
+
+
+def test_an_alias_never_lands_on_a_version_archived_while_it_was_being_set(registry):
+    from loopml_core.errors import ConflictError
+
+    other = Registry(registry.table, actor="bob")
+    table_get = registry.table.get
+
+    def archive_after_the_read(pk, sk):  # type: ignore[no-untyped-def]
+        item = table_get(pk, sk)
+        if sk == "V#00000002" and item is not None and '"status":"READY"' in str(item["doc"]):
+            registry.table.get = table_get  # once
+            other.transition_version("churn", 2, VersionStatus.ARCHIVED, "retired meanwhile")
+        return item
+
+    registry.table.get = archive_after_the_read
+    with pytest.raises(ConflictError):
+        registry.set_alias("churn", "staging", 2)
+    assert "staging" not in registry.aliases("churn")

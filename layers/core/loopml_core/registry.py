@@ -757,10 +757,7 @@ class Registry:
         return [PipelineRun(**_doc(i)) for i in self.table.query(_model_pk(model), "RUN#")]
 
     def model_version(self, model: str, version: int) -> ModelVersion:
-        item = self.table.get(_model_pk(model), _version_sk(version))
-        if item is None:
-            raise NotFoundError(f"model '{model}' has no version {version}")
-        return ModelVersion(**_doc(item))
+        return ModelVersion(**_doc(self._version_item(model, version)))
 
     def model_versions(self, model: str) -> list[ModelVersion]:
         return [ModelVersion(**_doc(i)) for i in self.table.query(_model_pk(model), "V#")]
@@ -857,10 +854,10 @@ class Registry:
             naming = sorted(a for a, v in self.aliases(name).items() if v == version)
             if target is not VersionStatus.READY and naming:
                 raise ValueError(f"v{version} of '{name}' is named by {', '.join(naming)}: move those aliases first")
+            details["from"] = str(record.status)  # the status this very change moves from
             return record.model_copy(update={"status": target})
 
-        current = self.model_version(name, version).status
-        details = {"from": str(current), "to": str(target), "reason": reason}
+        details: dict[str, Any] = {"to": str(target), "reason": reason}
         return self._change_version(name, version, moved, "model.version.status", details)
 
     def _change_version(
@@ -872,9 +869,7 @@ class Registry:
         details: dict[str, Any],
     ) -> ModelVersion:
         for _ in range(COMMIT_ATTEMPTS):
-            item = self.table.get(_model_pk(name), _version_sk(version))
-            if item is None:
-                raise NotFoundError(f"model '{name}' has no version {version}")
+            item = self._version_item(name, version)
             changed = change(ModelVersion(**_doc(item)))
             try:
                 self._commit(
@@ -897,18 +892,20 @@ class Registry:
         """Point a user-defined alias at a READY version (champion and challenger move by promote, deploy and
         rollback, which keep serving consistent). Setting it to where it points already changes nothing."""
         _check_alias(alias)
-        record = self.model_version(name, version)
+        version_item = self._version_item(name, version)
+        record = ModelVersion(**_doc(version_item))
         if record.status is not VersionStatus.READY:
             raise ValueError(f"v{version} of '{name}' is {record.status}: only a READY version can have an alias")
         current = self.table.get(_model_pk(name), _alias_sk(alias))
+        if current is not None and int(current["version"]) == version:
+            return ModelAlias(**_doc(current))
         previous = int(current["version"]) if current is not None else None
         named = ModelAlias(model=name, alias=alias, version=version, since=iso())
-        if previous == version:
-            return ModelAlias(**_doc(current)) if current is not None else named
         item = _doc_item(_model_pk(name), _alias_sk(alias), named.model_dump(), version=version)
-        put = Put(item, if_absent=True) if current is None else Put(item, if_equals={"version": previous or 0})
-        # The version must still be READY when the alias lands: an archive racing this write cancels it.
-        ready = Check(_model_pk(name), _version_sk(version), {"doc": str(self._version_item(name, version)["doc"])})
+        put = Put(item, if_absent=True) if previous is None else Put(item, if_equals={"version": previous})
+        # The version must still be the READY one read above when the alias lands: an archive racing this write
+        # changes its document and cancels the transaction.
+        ready = Check(_model_pk(name), _version_sk(version), {"doc": str(version_item["doc"])})
         event = Event(
             "model.alias.set", _alias_subject(name, alias), {"from": previous, "to": version, "reason": reason}
         )
